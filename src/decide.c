@@ -1,0 +1,1 @@
+/* decide.c -- placeholder, being written. */

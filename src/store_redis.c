@@ -1,0 +1,1 @@
+/* store_redis.c -- placeholder, being written. */

@@ -1,1 +1,572 @@
-/* http.c -- placeholder, being written. */
+/* http.c -- the HTTP front on libmicrohttpd: routes, parameters and bodies
+ * into struct rl_request, suspend/resume around asynchronous decisions.
+ * Knows nothing of bucket math or Redis (it talks to a struct rl_store).
+ * Invariant: per-request state (struct rl_conn) is made on the first call of
+ * the access handler and freed only in the completed callback; a suspended
+ * request is resumed exactly once, by whichever of the handler and the store's
+ * done() comes second (rl_http_phase). */
+#include "http.h"
+
+#include "decide.h"
+#include "log.h"
+#include "render.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <json-c/json.h>
+#include <microhttpd.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+enum rl_route { RL_R_NONE, RL_R_CHECK, RL_R_AUTH, RL_R_HEALTHZ, RL_R_READYZ };
+
+/* Who comes second resumes: the handler after MHD_suspend_connection, or the
+ * store's done() callback. */
+enum rl_phase { RL_PH_IDLE, RL_PH_SUBMITTED, RL_PH_SUSPENDED, RL_PH_DONE };
+
+struct rl_http {
+    struct MHD_Daemon *daemon;
+    struct rl_store *store;
+    pthread_mutex_t cfg_lock; /* guards cfg and taking a reference on it */
+    struct rl_config *cfg;
+    uint16_t port;
+    atomic_int inflight;
+    atomic_bool draining;
+    atomic_uint_fast64_t seq; /* request-id generator */
+    uint64_t seed;
+};
+
+struct rl_conn {
+    struct rl_http *h;
+    struct MHD_Connection *mc;
+    struct rl_config *cfg; /* a reference, released in completed */
+    enum rl_route route;
+    char *body; /* POST body, at most RL_BODY_MAX bytes */
+    size_t body_len;
+    bool too_big;
+    atomic_int phase;
+    struct rl_request req;
+    struct rl_bucket_ref refs[RL_MAX_POLICIES];
+    size_t nrefs;
+    struct rl_job job;
+};
+
+/*----------------------------------------------------------------------------
+ * Responses
+ *--------------------------------------------------------------------------*/
+
+static enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
+{
+    struct MHD_Response *resp;
+    enum MHD_Result ret;
+
+    resp = MHD_create_response_from_buffer(r->body_len, (void *)r->body, MHD_RESPMEM_MUST_COPY);
+    if (resp == NULL)
+        return MHD_NO;
+    for (size_t i = 0; i < r->nheaders; i++)
+        MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
+    if (r->content_type != NULL)
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    if (atomic_load(&c->h->draining))
+        MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
+    ret = MHD_queue_response(c->mc, (unsigned int)r->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+static enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err,
+                                          const char *allow, int retry_after_s)
+{
+    struct rl_reply *r = malloc(sizeof(*r));
+    enum rl_envelope env = c->req.envelope >= 0 ? (enum rl_envelope)c->req.envelope
+                                                : c->cfg->envelope;
+    enum MHD_Result ret;
+
+    if (r == NULL)
+        return MHD_NO;
+    rl_render_error(err, env, c->req.request_id[0] ? c->req.request_id : NULL,
+                    c->req.path[0] ? c->req.path : NULL, retry_after_s, r);
+    if (allow != NULL)
+        rl_reply_add_header(r, "Allow", "%s", allow);
+    ret = rl_http_send(c, r);
+    free(r);
+    return ret;
+}
+
+static enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const char *json)
+{
+    struct rl_reply *r = malloc(sizeof(*r));
+    enum MHD_Result ret;
+
+    if (r == NULL)
+        return MHD_NO;
+    memset(r, 0, offsetof(struct rl_reply, hbuf));
+    r->hlen = 0;
+    rl_reply_set_body(r, status, json, strlen(json));
+    ret = rl_http_send(c, r);
+    free(r);
+    return ret;
+}
+
+/*----------------------------------------------------------------------------
+ * Parameters: query string, headers, JSON body -> struct rl_request_input
+ *--------------------------------------------------------------------------*/
+
+static struct rl_raw rl_http_value(struct MHD_Connection *mc, enum MHD_ValueKind kind,
+                                   const char *name)
+{
+    struct rl_raw v = {NULL, 0};
+
+    if (MHD_lookup_connection_value_n(mc, kind, name, strlen(name), &v.v, &v.len) != MHD_YES)
+        v.v = NULL;
+    return v;
+}
+
+static const char *const rl_http_param_scope[RL_SCOPE_COUNT] = {"caller", "key", "org", "ip"};
+
+static void rl_http_input_query(struct rl_conn *c, struct rl_request_input *in)
+{
+    struct MHD_Connection *mc = c->mc;
+    const enum MHD_ValueKind q = MHD_GET_ARGUMENT_KIND, h = MHD_HEADER_KIND;
+
+    for (int s = 0; s < RL_SCOPE_COUNT; s++) {
+        in->param_id[s] = rl_http_value(mc, q, rl_http_param_scope[s]);
+        in->header_id[s] = rl_http_value(mc, h, c->cfg->id_header[s]);
+    }
+    in->header_id[RL_SCOPE_IP] = rl_http_value(mc, h, "X-Real-IP");
+    in->forwarded_for = rl_http_value(mc, h, "X-Forwarded-For");
+    in->param_method = rl_http_value(mc, q, "method");
+    in->param_path = rl_http_value(mc, q, "path");
+    in->orig_method = rl_http_value(mc, h, "X-Original-Method");
+    in->orig_uri = rl_http_value(mc, h, "X-Original-URI");
+    in->cost = rl_http_value(mc, q, "cost");
+    in->policy = rl_http_value(mc, q, "policy");
+    in->envelope = rl_http_value(mc, q, "envelope");
+    in->idem_key = rl_http_value(mc, h, "Idempotency-Key");
+    in->request_id = rl_http_value(mc, h, "X-Request-ID");
+}
+
+/* Fields of a POST /v1/check body; each replaces the query parameter. cost
+ * may be a JSON integer, which is printed into numbuf. */
+static int rl_http_input_body(struct rl_conn *c, struct json_object *root,
+                              struct rl_request_input *in, char *numbuf, size_t numcap,
+                              struct rl_error *err)
+{
+    struct json_object_iterator it, end;
+
+    if (!json_object_is_type(root, json_type_object))
+        return rl_error_set(err, RL_EINVAL, 400, "body", "the body must be a JSON object");
+    it = json_object_iter_begin(root);
+    end = json_object_iter_end(root);
+    for (; !json_object_iter_equal(&it, &end); json_object_iter_next(&it)) {
+        const char *k = json_object_iter_peek_name(&it);
+        struct json_object *v = json_object_iter_peek_value(&it);
+        struct rl_raw *dst = NULL;
+        int s;
+
+        if ((s = rl_scope_from_name(k, strlen(k))) >= 0)
+            dst = &in->param_id[s];
+        else if (strcmp(k, "method") == 0)
+            dst = &in->param_method;
+        else if (strcmp(k, "path") == 0)
+            dst = &in->param_path;
+        else if (strcmp(k, "policy") == 0)
+            dst = &in->policy;
+        else if (strcmp(k, "envelope") == 0)
+            dst = &in->envelope;
+        else if (strcmp(k, "cost") == 0)
+            dst = &in->cost;
+        else
+            return rl_error_set(err, RL_EINVAL, 400, k, "unknown field \"%.64s\" in the body",
+                                k);
+        if (dst == &in->cost && json_object_is_type(v, json_type_int)) {
+            snprintf(numbuf, numcap, "%lld", (long long)json_object_get_int64(v));
+            dst->v = numbuf;
+            dst->len = strlen(numbuf);
+        } else if (json_object_is_type(v, json_type_string)) {
+            dst->v = json_object_get_string(v);
+            dst->len = (size_t)json_object_get_string_len(v);
+        } else if (!json_object_is_type(v, json_type_null)) {
+            return rl_error_set(err, RL_EINVAL, 400, k, "%s must be a string", k);
+        }
+    }
+    (void)c;
+    return RL_OK;
+}
+
+/* Build c->req from the query string, headers and (POST) body. */
+static int rl_http_build_request(struct rl_conn *c, const char *method, struct rl_error *err)
+{
+    struct rl_http *h = c->h;
+    struct rl_request_input in;
+    struct json_object *root = NULL;
+    char numbuf[32];
+    int rc = RL_OK;
+    uint64_t seed = h->seed ^ atomic_fetch_add(&h->seq, 1);
+
+    memset(&in, 0, sizeof(in));
+    rl_http_input_query(c, &in);
+    in.http_method.v = method;
+    in.http_method.len = strlen(method);
+    if (c->route == RL_R_CHECK && c->body_len > 0) {
+        struct json_tokener *tok = json_tokener_new();
+
+        if (tok == NULL)
+            return rl_error_set(err, RL_ENOMEM, 500, "", "out of memory");
+        root = json_tokener_parse_ex(tok, c->body, (int)c->body_len);
+        if (root == NULL || tok->char_offset != (size_t)c->body_len) {
+            rc = rl_error_set(err, RL_EINVAL, 400, "body", "the body is not valid JSON: %s",
+                              json_tokener_error_desc(json_tokener_get_error(tok)));
+        }
+        json_tokener_free(tok);
+        if (rc == RL_OK)
+            rc = rl_http_input_body(c, root, &in, numbuf, sizeof(numbuf), err);
+    }
+    if (rc == RL_OK) {
+        rc = rl_request_build(&c->req, &in, c->cfg, seed, err);
+    } else {
+        /* still give the error a request id and the caller's envelope */
+        struct rl_error ignore;
+        struct rl_request_input min = {0};
+        min.request_id = in.request_id;
+        min.envelope = in.envelope;
+        rl_request_build(&c->req, &min, c->cfg, seed, &ignore);
+    }
+    json_object_put(root);
+    return rc;
+}
+
+/*----------------------------------------------------------------------------
+ * The decision
+ *--------------------------------------------------------------------------*/
+
+static void rl_http_job_done(struct rl_job *job)
+{
+    struct rl_conn *c = job->udata;
+
+    if (atomic_exchange(&c->phase, RL_PH_DONE) == RL_PH_SUSPENDED)
+        MHD_resume_connection(c->mc);
+}
+
+/* Render the decision in c->job.result and queue it. */
+static enum MHD_Result rl_http_answer(struct rl_conn *c)
+{
+    struct rl_render_decision in;
+    struct rl_reply *r;
+    struct rl_error err;
+    enum MHD_Result ret;
+    enum rl_degraded degraded;
+
+    if (rl_decide_failure(c->job.result.status, c->cfg->failure_mode, &degraded, &err) != RL_OK)
+        return rl_http_send_error(c, &err, NULL, err.http_status == 503 ? 1 : 0);
+    if (degraded != RL_DEG_NONE) {
+        /* no word from the store: allowed, every bucket unknown */
+        c->job.result.allowed = true;
+        c->job.result.n = 0;
+    }
+    memset(&in, 0, sizeof(in));
+    in.cfg = c->cfg;
+    in.req = &c->req;
+    in.refs = c->refs;
+    in.d = &c->job.result;
+    in.governing = degraded ? -1 : rl_decide_governing(c->refs, &c->job.result);
+    in.degraded = degraded;
+    in.auth = c->route == RL_R_AUTH;
+    in.deny_status = c->route == RL_R_AUTH ? 403 : 429;
+    in.instance = c->req.path;
+    r = malloc(sizeof(*r));
+    if (r == NULL)
+        return MHD_NO;
+    rl_render_decision(&in, r);
+    ret = rl_http_send(c, r);
+    free(r);
+    return ret;
+}
+
+static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
+{
+    struct rl_error err;
+    struct rl_job *job = &c->job;
+    int rc;
+
+    rc = rl_http_build_request(c, method, &err);
+    if (rc == RL_OK) {
+        rl_policy_match(c->cfg, &c->req, c->refs, RL_MAX_POLICIES, &c->nrefs);
+        rc = rl_decide_check_cost(c->refs, c->nrefs, c->req.cost, &err);
+    }
+    if (rc != RL_OK)
+        return rl_http_send_error(c, &err, NULL, 0);
+
+    memset(job, 0, sizeof(*job));
+    job->op = RL_OP_CHECK;
+    job->refs = c->refs;
+    job->n = c->nrefs;
+    job->cost = c->req.cost;
+    if (c->nrefs == 0) { /* nothing applies: allowed, no store round trip */
+        job->result.status = RL_OK;
+        job->result.allowed = true;
+        return rl_http_answer(c);
+    }
+    if (c->req.idem_key[0]) {
+        job->idem_key = c->req.idem_key;
+        job->idem_len = strlen(c->req.idem_key);
+        job->fingerprint = rl_request_fingerprint(&c->req);
+        job->idem_ttl_ms = c->cfg->idempotency_ttl_ms;
+    }
+    job->done = rl_http_job_done;
+    job->udata = c;
+    atomic_store(&c->phase, RL_PH_SUBMITTED);
+    rc = rl_store_submit(c->h->store, job);
+    if (rc == RL_OK) {
+        atomic_store(&c->phase, RL_PH_DONE);
+        return rl_http_answer(c);
+    }
+    MHD_suspend_connection(c->mc);
+    if (atomic_exchange(&c->phase, RL_PH_SUSPENDED) == RL_PH_DONE)
+        MHD_resume_connection(c->mc); /* done() came first */
+    return MHD_YES;
+}
+
+/*----------------------------------------------------------------------------
+ * Routing and the access handler
+ *--------------------------------------------------------------------------*/
+
+static enum rl_route rl_http_route(const char *url)
+{
+    if (strcmp(url, "/v1/check") == 0)
+        return RL_R_CHECK;
+    if (strcmp(url, "/v1/auth") == 0)
+        return RL_R_AUTH;
+    if (strcmp(url, "/healthz") == 0)
+        return RL_R_HEALTHZ;
+    if (strcmp(url, "/readyz") == 0)
+        return RL_R_READYZ;
+    return RL_R_NONE;
+}
+
+/* The Allow header of a route, or NULL when `method` is allowed. */
+static const char *rl_http_allow(enum rl_route route, const char *method)
+{
+    bool get = strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0;
+
+    switch (route) {
+    case RL_R_CHECK:
+        return get || strcmp(method, "POST") == 0 ? NULL : "GET, HEAD, POST";
+    case RL_R_AUTH:
+        return NULL; /* nginx's subrequest keeps the client's method */
+    case RL_R_HEALTHZ:
+    case RL_R_READYZ:
+        return get ? NULL : "GET, HEAD";
+    default:
+        return NULL;
+    }
+}
+
+static enum MHD_Result rl_http_serve(struct rl_conn *c, const char *url, const char *method)
+{
+    struct rl_error err;
+    const char *allow;
+
+    if (c->route == RL_R_NONE) {
+        rl_error_set(&err, RL_ENOTFOUND, 404, "", "no such endpoint: %.200s", url);
+        return rl_http_send_error(c, &err, NULL, 0);
+    }
+    if ((allow = rl_http_allow(c->route, method)) != NULL) {
+        rl_error_set(&err, RL_EINVAL, 405, "", "method %.16s is not allowed here", method);
+        return rl_http_send_error(c, &err, allow, 0);
+    }
+    if (c->too_big) {
+        rl_error_set(&err, RL_ETOOBIG, 413, "body", "the body is larger than %d bytes",
+                     RL_BODY_MAX);
+        return rl_http_send_error(c, &err, NULL, 0);
+    }
+    switch (c->route) {
+    case RL_R_HEALTHZ:
+        return rl_http_send_json(c, 200, "{\"status\":\"ok\"}");
+    case RL_R_READYZ:
+        if (c->h->store->ops->ready(c->h->store))
+            return rl_http_send_json(c, 200, "{\"status\":\"ready\"}");
+        rl_error_set(&err, RL_EUNAVAIL, 503, "", "the rate-limit store is not reachable");
+        return rl_http_send_error(c, &err, NULL, 1);
+    default:
+        return rl_http_check(c, method);
+    }
+}
+
+static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, const char *url,
+                                       const char *method, const char *version,
+                                       const char *upload_data, size_t *upload_data_size,
+                                       void **req_cls)
+{
+    struct rl_http *h = cls;
+    struct rl_conn *c = *req_cls;
+
+    (void)version;
+    if (c == NULL) {
+        c = calloc(1, sizeof(*c));
+        if (c == NULL)
+            return MHD_NO;
+        c->h = h;
+        c->mc = mc;
+        c->route = rl_http_route(url);
+        pthread_mutex_lock(&h->cfg_lock);
+        c->cfg = rl_config_ref(h->cfg);
+        pthread_mutex_unlock(&h->cfg_lock);
+        atomic_fetch_add(&h->inflight, 1);
+        *req_cls = c;
+        return MHD_YES;
+    }
+    if (*upload_data_size > 0) {
+        if (!c->too_big && c->body_len + *upload_data_size <= RL_BODY_MAX) {
+            if (c->body == NULL && (c->body = malloc(RL_BODY_MAX)) == NULL)
+                return MHD_NO;
+            memcpy(c->body + c->body_len, upload_data, *upload_data_size);
+            c->body_len += *upload_data_size;
+        } else {
+            c->too_big = true; /* keep reading, answer 413 at the end */
+        }
+        *upload_data_size = 0;
+        return MHD_YES;
+    }
+    if (atomic_load(&c->phase) == RL_PH_DONE)
+        return rl_http_answer(c); /* resumed */
+    return rl_http_serve(c, url, method);
+}
+
+static void rl_http_completed(void *cls, struct MHD_Connection *mc, void **req_cls,
+                              enum MHD_RequestTerminationCode toe)
+{
+    struct rl_http *h = cls;
+    struct rl_conn *c = *req_cls;
+
+    (void)mc;
+    (void)toe;
+    if (c == NULL)
+        return;
+    rl_config_unref(c->cfg);
+    free(c->body);
+    free(c);
+    *req_cls = NULL;
+    atomic_fetch_sub(&h->inflight, 1);
+}
+
+static void rl_http_log(void *cls, const char *fmt, va_list ap)
+{
+    char msg[512];
+
+    (void)cls;
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    msg[strcspn(msg, "\n")] = '\0';
+    rl_log_warn("libmicrohttpd: %s", msg);
+}
+
+/*----------------------------------------------------------------------------
+ * Start and stop
+ *--------------------------------------------------------------------------*/
+
+static int rl_http_sockaddr(const struct rl_config *cfg, struct sockaddr_storage *ss,
+                            bool *v6)
+{
+    struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
+
+    memset(ss, 0, sizeof(*ss));
+    if (inet_pton(AF_INET, cfg->listen_host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(cfg->listen_port);
+        *v6 = false;
+        return RL_OK;
+    }
+    if (inet_pton(AF_INET6, cfg->listen_host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(cfg->listen_port);
+        *v6 = true;
+        return RL_OK;
+    }
+    return RL_EINVAL;
+}
+
+struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
+                              struct rl_error *err)
+{
+    struct rl_http *h = calloc(1, sizeof(*h));
+    struct sockaddr_storage ss;
+    const union MHD_DaemonInfo *info;
+    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    bool v6;
+
+    if (h == NULL) {
+        rl_error_set(err, RL_ENOMEM, 500, "", "out of memory");
+        return NULL;
+    }
+    if (rl_http_sockaddr(cfg, &ss, &v6) != RL_OK) {
+        rl_error_set(err, RL_EINVAL, 400, "listen", "listen: \"%s\" is not an IP address",
+                     cfg->listen_host);
+        free(h);
+        return NULL;
+    }
+    if (v6)
+        flags |= MHD_USE_IPv6;
+    pthread_mutex_init(&h->cfg_lock, NULL);
+    h->cfg = rl_config_ref(cfg);
+    h->store = store;
+    h->seed = (uint64_t)rl_now_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
+    h->daemon = MHD_start_daemon(
+        flags, 0, NULL, NULL, rl_http_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
+        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_LISTEN_BACKLOG_SIZE,
+        (unsigned int)1024, MHD_OPTION_NOTIFY_COMPLETED, rl_http_completed, h,
+        MHD_OPTION_EXTERNAL_LOGGER, rl_http_log, NULL, MHD_OPTION_END);
+    if (h->daemon == NULL) {
+        rl_error_set(err, RL_EUNAVAIL, 500, "listen", "cannot listen on %s:%u: %s",
+                     cfg->listen_host, cfg->listen_port, strerror(errno));
+        rl_config_unref(h->cfg);
+        pthread_mutex_destroy(&h->cfg_lock);
+        free(h);
+        return NULL;
+    }
+    info = MHD_get_daemon_info(h->daemon, MHD_DAEMON_INFO_BIND_PORT);
+    h->port = info ? info->port : cfg->listen_port;
+    return h;
+}
+
+uint16_t rl_http_port(const struct rl_http *h) { return h->port; }
+
+void rl_http_set_config(struct rl_http *h, struct rl_config *cfg)
+{
+    struct rl_config *old;
+
+    pthread_mutex_lock(&h->cfg_lock);
+    old = h->cfg;
+    h->cfg = rl_config_ref(cfg);
+    pthread_mutex_unlock(&h->cfg_lock);
+    rl_config_unref(old);
+}
+
+int rl_http_drain(struct rl_http *h, int timeout_ms)
+{
+    int64_t end = rl_mono_ms() + timeout_ms;
+
+    atomic_store(&h->draining, true);
+    MHD_quiesce_daemon(h->daemon);
+    while (atomic_load(&h->inflight) > 0 && rl_mono_ms() < end)
+        usleep(10000);
+    return atomic_load(&h->inflight);
+}
+
+void rl_http_stop(struct rl_http *h)
+{
+    if (h == NULL)
+        return;
+    MHD_stop_daemon(h->daemon);
+    rl_config_unref(h->cfg);
+    pthread_mutex_destroy(&h->cfg_lock);
+    free(h);
+}

@@ -18,6 +18,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -219,9 +220,20 @@ static int rl_http_build_request(struct rl_conn *c, const char *method, struct r
         if (tok == NULL)
             return rl_error_set(err, RL_ENOMEM, 500, "", "out of memory");
         root = json_tokener_parse_ex(tok, c->body, (int)c->body_len);
-        if (root == NULL || tok->char_offset != (size_t)c->body_len) {
+        if (root != NULL) { /* only white space may follow the JSON value */
+            for (size_t i = json_tokener_get_parse_end(tok); i < c->body_len; i++)
+                if (strchr(" \t\r\n", c->body[i]) == NULL) {
+                    json_object_put(root);
+                    root = NULL;
+                    break;
+                }
+        }
+        if (root == NULL) {
+            enum json_tokener_error je = json_tokener_get_error(tok);
             rc = rl_error_set(err, RL_EINVAL, 400, "body", "the body is not valid JSON: %s",
-                              json_tokener_error_desc(json_tokener_get_error(tok)));
+                              je == json_tokener_success    ? "data after the JSON value"
+                              : je == json_tokener_continue ? "unexpected end of input"
+                                                            : json_tokener_error_desc(je));
         }
         json_tokener_free(tok);
         if (rc == RL_OK)

@@ -4,6 +4,8 @@
 #define RL_TEST_JSON_H
 
 #include <json-c/json.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>

@@ -34,6 +34,8 @@ struct rl_policy {
     char *match_prefix;        /* NULL = any path */
     struct rl_override *overrides; /* sorted by (id_len, id) for rl_policy_limit */
     size_t noverrides;
+    int metric_slot; /* rl_metrics slot of the name: set by the HTTP front when it
+                      * installs the config, before any request sees it; -1 before */
 };
 
 struct rl_config {

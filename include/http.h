@@ -8,13 +8,26 @@
 #include "config.h"
 #include "store.h"
 
+#include "metrics.h"
+
 struct rl_http;
 
+/* What the operator endpoints need from the outside. */
+struct rl_http_opts {
+    const char *admin_token; /* NULL: the admin endpoints answer 403 */
+    const char *read_token;  /* NULL: /v1/limits and /metrics need no token */
+    struct rl_metrics *metrics;
+    /* POST /v1/admin/reload: load the config file again and install it
+     * (rl_http_set_config). RL_OK, or an error with the bad field's path. */
+    int (*reload)(void *ud, struct rl_error *err);
+    void *reload_ud;
+};
+
 /* Start serving cfg->listen_host:listen_port with `store`. Takes a reference
- * on cfg (the caller keeps its own). The store must outlive the server.
- * NULL on failure, with err filled. */
+ * on cfg (the caller keeps its own). The store, the metrics and the token
+ * strings must outlive the server. NULL on failure, with err filled. */
 struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
-                              struct rl_error *err);
+                              const struct rl_http_opts *opts, struct rl_error *err);
 
 /* The port actually bound (useful with port 0). */
 uint16_t rl_http_port(const struct rl_http *h);

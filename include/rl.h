@@ -73,5 +73,6 @@ int rl_envelope_from_name(const char *s, size_t len);
 /* Wall-clock milliseconds (CLOCK_REALTIME) and a monotonic millisecond clock. */
 int64_t rl_now_ms(void);
 int64_t rl_mono_ms(void);
+int64_t rl_mono_us(void);
 
 #endif

@@ -5,7 +5,7 @@
  * the access handler and freed only in the completed callback; a suspended
  * request is resumed exactly once, by whichever of the handler and the store's
  * done() comes second (rl_http_phase). */
-#include "http.h"
+#include "http_internal.h"
 
 #include "decide.h"
 #include "log.h"
@@ -24,44 +24,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-enum rl_route { RL_R_NONE, RL_R_CHECK, RL_R_AUTH, RL_R_HEALTHZ, RL_R_READYZ };
-
-/* Who comes second resumes: the handler after MHD_suspend_connection, or the
- * store's done() callback. */
-enum rl_phase { RL_PH_IDLE, RL_PH_SUBMITTED, RL_PH_SUSPENDED, RL_PH_DONE };
-
-struct rl_http {
-    struct MHD_Daemon *daemon;
-    struct rl_store *store;
-    pthread_mutex_t cfg_lock; /* guards cfg and taking a reference on it */
-    struct rl_config *cfg;
-    uint16_t port;
-    atomic_int inflight;
-    atomic_bool draining;
-    atomic_uint_fast64_t seq; /* request-id generator */
-    uint64_t seed;
-};
-
-struct rl_conn {
-    struct rl_http *h;
-    struct MHD_Connection *mc;
-    struct rl_config *cfg; /* a reference, released in completed */
-    enum rl_route route;
-    char *body; /* POST body, at most RL_BODY_MAX bytes */
-    size_t body_len;
-    bool too_big;
-    atomic_int phase;
-    struct rl_request req;
-    struct rl_bucket_ref refs[RL_MAX_POLICIES];
-    size_t nrefs;
-    struct rl_job job;
-};
-
 /*----------------------------------------------------------------------------
  * Responses
  *--------------------------------------------------------------------------*/
 
-static enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
+enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
@@ -80,7 +47,7 @@ static enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
     return ret;
 }
 
-static enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err,
+enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err,
                                           const char *allow, int retry_after_s)
 {
     struct rl_reply *r = malloc(sizeof(*r));
@@ -99,7 +66,7 @@ static enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_err
     return ret;
 }
 
-static enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const char *json)
+enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const char *json)
 {
     struct rl_reply *r = malloc(sizeof(*r));
     enum MHD_Result ret;
@@ -118,7 +85,7 @@ static enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const ch
  * Parameters: query string, headers, JSON body -> struct rl_request_input
  *--------------------------------------------------------------------------*/
 
-static struct rl_raw rl_http_value(struct MHD_Connection *mc, enum MHD_ValueKind kind,
+struct rl_raw rl_http_value(struct MHD_Connection *mc, enum MHD_ValueKind kind,
                                    const char *name)
 {
     struct rl_raw v = {NULL, 0};
@@ -214,7 +181,7 @@ static int rl_http_build_request(struct rl_conn *c, const char *method, struct r
     rl_http_input_query(c, &in);
     in.http_method.v = method;
     in.http_method.len = strlen(method);
-    if (c->route == RL_R_CHECK && c->body_len > 0) {
+    if (c->body_len > 0) {
         struct json_tokener *tok = json_tokener_new();
 
         if (tok == NULL)
@@ -265,6 +232,30 @@ static void rl_http_job_done(struct rl_job *job)
         MHD_resume_connection(c->mc);
 }
 
+/* Count one answered check: per-bucket outcomes, the result, the latency. */
+static void rl_http_count(struct rl_conn *c, enum rl_result res, enum rl_degraded degraded)
+{
+    struct rl_metrics *m = c->h->opts.metrics;
+    const struct rl_decision *d = &c->job.result;
+
+    if (m == NULL)
+        return;
+    for (size_t i = 0; i < c->nrefs && res != RL_RES_ERROR; i++) {
+        const struct rl_bucket_ref *ref = &c->refs[i];
+        enum rl_outcome o = RL_OUT_ALLOWED;
+
+        if (degraded != RL_DEG_NONE)
+            o = RL_OUT_DEGRADED;
+        else if (i < d->n && !d->out[i].allowed)
+            o = ref->shadow ? RL_OUT_SHADOW_DENIED : RL_OUT_DENIED;
+        else if (!d->allowed)
+            continue; /* had the tokens, but another bucket denied: not counted */
+        rl_metrics_decision(m, ref->policy->metric_slot, o);
+    }
+    rl_metrics_check(m, c->route == RL_R_AUTH ? RL_EP_AUTH : RL_EP_CHECK, res,
+                     rl_mono_us() - c->t_start_us);
+}
+
 /* Render the decision in c->job.result and queue it. */
 static enum MHD_Result rl_http_answer(struct rl_conn *c)
 {
@@ -273,14 +264,24 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
     struct rl_error err;
     enum MHD_Result ret;
     enum rl_degraded degraded;
+    int st = c->job.result.status;
 
-    if (rl_decide_failure(c->job.result.status, c->cfg->failure_mode, &degraded, &err) != RL_OK)
+    if (st != RL_OK && c->h->opts.metrics != NULL)
+        rl_metrics_store_error(c->h->opts.metrics, st == RL_ETIMEDOUT   ? RL_SERR_TIMEOUT
+                                                   : st == RL_EUNAVAIL ? RL_SERR_UNAVAILABLE
+                                                                       : RL_SERR_INTERNAL);
+    if (rl_decide_failure(st, c->cfg->failure_mode, &degraded, &err) != RL_OK) {
+        rl_http_count(c, RL_RES_ERROR, RL_DEG_NONE);
         return rl_http_send_error(c, &err, NULL, err.http_status == 503 ? 1 : 0);
+    }
     if (degraded != RL_DEG_NONE) {
         /* no word from the store: allowed, every bucket unknown */
         c->job.result.allowed = true;
         c->job.result.n = 0;
     }
+    rl_http_count(c, degraded ? RL_RES_DEGRADED
+                     : c->job.result.allowed ? RL_RES_ALLOWED
+                                             : RL_RES_DENIED, degraded);
     memset(&in, 0, sizeof(in));
     in.cfg = c->cfg;
     in.req = &c->req;
@@ -300,6 +301,30 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
     return ret;
 }
 
+enum MHD_Result rl_http_finish(struct rl_conn *c)
+{
+    if (c->route == RL_R_CHECK || c->route == RL_R_AUTH)
+        return rl_http_answer(c);
+    return rl_http_ops_finish(c);
+}
+
+enum MHD_Result rl_http_submit(struct rl_conn *c)
+{
+    struct rl_job *job = &c->job;
+
+    job->done = rl_http_job_done;
+    job->udata = c;
+    atomic_store(&c->phase, RL_PH_SUBMITTED);
+    if (rl_store_submit(c->h->store, job) == RL_OK) {
+        atomic_store(&c->phase, RL_PH_DONE);
+        return rl_http_finish(c);
+    }
+    MHD_suspend_connection(c->mc);
+    if (atomic_exchange(&c->phase, RL_PH_SUSPENDED) == RL_PH_DONE)
+        MHD_resume_connection(c->mc); /* done() came first */
+    return MHD_YES;
+}
+
 static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
 {
     struct rl_error err;
@@ -311,8 +336,11 @@ static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
         rl_policy_match(c->cfg, &c->req, c->refs, RL_MAX_POLICIES, &c->nrefs);
         rc = rl_decide_check_cost(c->refs, c->nrefs, c->req.cost, &err);
     }
-    if (rc != RL_OK)
+    if (rc != RL_OK) {
+        c->nrefs = 0;
+        rl_http_count(c, RL_RES_ERROR, RL_DEG_NONE);
         return rl_http_send_error(c, &err, NULL, 0);
+    }
 
     memset(job, 0, sizeof(*job));
     job->op = RL_OP_CHECK;
@@ -330,18 +358,7 @@ static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
         job->fingerprint = rl_request_fingerprint(&c->req);
         job->idem_ttl_ms = c->cfg->idempotency_ttl_ms;
     }
-    job->done = rl_http_job_done;
-    job->udata = c;
-    atomic_store(&c->phase, RL_PH_SUBMITTED);
-    rc = rl_store_submit(c->h->store, job);
-    if (rc == RL_OK) {
-        atomic_store(&c->phase, RL_PH_DONE);
-        return rl_http_answer(c);
-    }
-    MHD_suspend_connection(c->mc);
-    if (atomic_exchange(&c->phase, RL_PH_SUSPENDED) == RL_PH_DONE)
-        MHD_resume_connection(c->mc); /* done() came first */
-    return MHD_YES;
+    return rl_http_submit(c);
 }
 
 /*----------------------------------------------------------------------------
@@ -358,6 +375,14 @@ static enum rl_route rl_http_route(const char *url)
         return RL_R_HEALTHZ;
     if (strcmp(url, "/readyz") == 0)
         return RL_R_READYZ;
+    if (strcmp(url, "/v1/limits") == 0)
+        return RL_R_LIMITS;
+    if (strcmp(url, "/metrics") == 0)
+        return RL_R_METRICS;
+    if (strcmp(url, "/v1/admin/reset") == 0)
+        return RL_R_RESET;
+    if (strcmp(url, "/v1/admin/reload") == 0)
+        return RL_R_RELOAD;
     return RL_R_NONE;
 }
 
@@ -373,7 +398,12 @@ static const char *rl_http_allow(enum rl_route route, const char *method)
         return NULL; /* nginx's subrequest keeps the client's method */
     case RL_R_HEALTHZ:
     case RL_R_READYZ:
+    case RL_R_LIMITS:
+    case RL_R_METRICS:
         return get ? NULL : "GET, HEAD";
+    case RL_R_RESET:
+    case RL_R_RELOAD:
+        return strcmp(method, "POST") == 0 ? NULL : "POST";
     default:
         return NULL;
     }
@@ -405,8 +435,11 @@ static enum MHD_Result rl_http_serve(struct rl_conn *c, const char *url, const c
             return rl_http_send_json(c, 200, "{\"status\":\"ready\"}");
         rl_error_set(&err, RL_EUNAVAIL, 503, "", "the rate-limit store is not reachable");
         return rl_http_send_error(c, &err, NULL, 1);
-    default:
+    case RL_R_CHECK:
+    case RL_R_AUTH:
         return rl_http_check(c, method);
+    default:
+        return rl_http_ops_serve(c, method);
     }
 }
 
@@ -426,6 +459,8 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
         c->h = h;
         c->mc = mc;
         c->route = rl_http_route(url);
+        c->t_start_us = rl_mono_us();
+        c->req.envelope = -1;
         pthread_mutex_lock(&h->cfg_lock);
         c->cfg = rl_config_ref(h->cfg);
         pthread_mutex_unlock(&h->cfg_lock);
@@ -435,10 +470,11 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
     }
     if (*upload_data_size > 0) {
         if (!c->too_big && c->body_len + *upload_data_size <= RL_BODY_MAX) {
-            if (c->body == NULL && (c->body = malloc(RL_BODY_MAX)) == NULL)
+            if (c->body == NULL && (c->body = malloc(RL_BODY_MAX + 1)) == NULL)
                 return MHD_NO;
             memcpy(c->body + c->body_len, upload_data, *upload_data_size);
             c->body_len += *upload_data_size;
+            c->body[c->body_len] = '\0';
         } else {
             c->too_big = true; /* keep reading, answer 413 at the end */
         }
@@ -446,7 +482,7 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
         return MHD_YES;
     }
     if (atomic_load(&c->phase) == RL_PH_DONE)
-        return rl_http_answer(c); /* resumed */
+        return rl_http_finish(c); /* resumed */
     return rl_http_serve(c, url, method);
 }
 
@@ -503,8 +539,16 @@ static int rl_http_sockaddr(const struct rl_config *cfg, struct sockaddr_storage
     return RL_EINVAL;
 }
 
+/* Give each policy of a config about to be installed its metrics slot. */
+static void rl_http_slots(struct rl_http *h, struct rl_config *cfg)
+{
+    for (size_t i = 0; i < cfg->npolicies; i++)
+        cfg->policies[i].metric_slot =
+            h->opts.metrics ? rl_metrics_policy_slot(h->opts.metrics, cfg->policies[i].name) : -1;
+}
+
 struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
-                              struct rl_error *err)
+                              const struct rl_http_opts *opts, struct rl_error *err)
 {
     struct rl_http *h = calloc(1, sizeof(*h));
     struct sockaddr_storage ss;
@@ -526,6 +570,9 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
     if (v6)
         flags |= MHD_USE_IPv6;
     pthread_mutex_init(&h->cfg_lock, NULL);
+    if (opts != NULL)
+        h->opts = *opts;
+    rl_http_slots(h, cfg);
     h->cfg = rl_config_ref(cfg);
     h->store = store;
     h->seed = (uint64_t)rl_now_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
@@ -555,6 +602,7 @@ void rl_http_set_config(struct rl_http *h, struct rl_config *cfg)
 {
     struct rl_config *old;
 
+    rl_http_slots(h, cfg);
     pthread_mutex_lock(&h->cfg_lock);
     old = h->cfg;
     h->cfg = rl_config_ref(cfg);

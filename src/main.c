@@ -4,8 +4,10 @@
 #include "config.h"
 #include "http.h"
 #include "log.h"
+#include "metrics.h"
 #include "store.h"
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +20,14 @@ struct rl_cli {
     const char *listen;
     const char *redis;
     bool check_only;
+};
+
+/* What a reload needs; reloads from SIGHUP and from the admin API take turns. */
+struct rl_main {
+    struct rl_cli cli;
+    struct rl_http *http;
+    struct rl_metrics *metrics;
+    pthread_mutex_t reload_lock;
 };
 
 static void rl_main_usage(FILE *f)
@@ -93,24 +103,55 @@ static int rl_main_load(const struct rl_cli *cli, struct rl_config **out, struct
     return RL_OK;
 }
 
-/* SIGHUP: build a whole new config; keep the running one if it is invalid.
- * Listen address and Redis settings need a restart (the old ones stay). */
-static void rl_main_reload(const struct rl_cli *cli, struct rl_http *http)
+/* Build a whole new config and install it; keep the running one if the new
+ * one is invalid. Listen address and Redis settings need a restart (the
+ * running ones stay). Called from SIGHUP and from POST /v1/admin/reload. */
+static int rl_main_reload(void *ud, struct rl_error *err)
 {
+    struct rl_main *m = ud;
     struct rl_config *cfg;
-    struct rl_error err;
+    int rc;
 
-    if (cli->config == NULL) {
-        rl_log_warn("reload: no --config file, nothing to reload");
-        return;
+    if (m->cli.config == NULL)
+        return rl_error_set(err, RL_EINVAL, 400, "", "nothing to reload: started without --config");
+    pthread_mutex_lock(&m->reload_lock);
+    rc = rl_main_load(&m->cli, &cfg, err);
+    if (rc == RL_OK) {
+        rl_http_set_config(m->http, cfg);
+        rl_log_info("reloaded %s: %zu policies", m->cli.config, cfg->npolicies);
+        rl_config_unref(cfg);
+    } else {
+        rl_log_error("reload failed, keeping the running config: %s", err->message);
     }
-    if (rl_main_load(cli, &cfg, &err) != RL_OK) {
-        rl_log_error("reload failed, keeping the running config: %s", err.message);
-        return;
+    rl_metrics_reload(m->metrics, rc == RL_OK, rl_now_ms() / 1000);
+    pthread_mutex_unlock(&m->reload_lock);
+    return rc;
+}
+
+/* A token from NAME, or from the file named by NAME_FILE (trailing white
+ * space removed). NULL when neither is set or the value is empty. */
+static char *rl_main_token(const char *name)
+{
+    char fname[64], buf[512];
+    const char *v = getenv(name), *path;
+    FILE *f;
+    size_t n;
+
+    if (v != NULL && *v != '\0')
+        return strdup(v);
+    snprintf(fname, sizeof(fname), "%s_FILE", name);
+    if ((path = getenv(fname)) == NULL || *path == '\0')
+        return NULL;
+    if ((f = fopen(path, "r")) == NULL) {
+        rl_log_error("%s: cannot read %s", fname, path);
+        return NULL;
     }
-    rl_http_set_config(http, cfg);
-    rl_log_info("reloaded %s: %zu policies", cli->config, cfg->npolicies);
-    rl_config_unref(cfg);
+    n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r' || buf[n - 1] == ' '))
+        n--;
+    buf[n] = '\0';
+    return n > 0 ? strdup(buf) : NULL;
 }
 
 static struct rl_store *rl_main_store(const struct rl_config *cfg, struct rl_error *err)
@@ -133,7 +174,9 @@ static struct rl_store *rl_main_store(const struct rl_config *cfg, struct rl_err
 
 int main(int argc, char **argv)
 {
+    static struct rl_main m;
     struct rl_cli cli;
+    struct rl_http_opts opts;
     struct rl_config *cfg;
     struct rl_error err;
     struct rl_store *store;
@@ -167,13 +210,29 @@ int main(int argc, char **argv)
         rl_config_unref(cfg);
         return 1;
     }
-    http = rl_http_start(cfg, store, &err);
+    memset(&opts, 0, sizeof(opts));
+    opts.admin_token = rl_main_token("RATELIMITD_ADMIN_TOKEN");
+    opts.read_token = rl_main_token("RATELIMITD_READ_TOKEN");
+    opts.metrics = m.metrics = rl_metrics_new();
+    opts.reload = cli.config ? rl_main_reload : NULL;
+    opts.reload_ud = &m;
+    m.cli = cli;
+    pthread_mutex_init(&m.reload_lock, NULL);
+    if (m.metrics == NULL) {
+        rl_log_error("out of memory");
+        return 1;
+    }
+    rl_metrics_reload(m.metrics, true, rl_now_ms() / 1000);
+    http = rl_http_start(cfg, store, &opts, &err);
     if (http == NULL) {
         rl_log_error("%s", err.message);
         store->ops->close(store);
         rl_config_unref(cfg);
         return 1;
     }
+    m.http = http;
+    if (opts.admin_token == NULL)
+        rl_log_info("no RATELIMITD_ADMIN_TOKEN: admin endpoints answer 403");
     rl_log_info("ratelimitd %s listening on %s:%u (%zu policies, config %s)", RL_VERSION,
                 cfg->listen_host, rl_http_port(http), cfg->npolicies,
                 cli.config ? cli.config : "embedded default");
@@ -182,7 +241,7 @@ int main(int argc, char **argv)
         if (sigwait(&set, &sig) != 0)
             continue;
         if (sig == SIGHUP) {
-            rl_main_reload(&cli, http);
+            rl_main_reload(&m, &err);
             continue;
         }
         break;
@@ -192,6 +251,10 @@ int main(int argc, char **argv)
     store->ops->close(store); /* finishes any job still pending */
     rl_http_stop(http);
     rl_config_unref(cfg);
+    rl_metrics_free(m.metrics);
+    free((char *)opts.admin_token);
+    free((char *)opts.read_token);
+    pthread_mutex_destroy(&m.reload_lock);
     rl_log_info("stopped (%d requests were still in flight)", left);
     return 0;
 }

@@ -28,10 +28,36 @@
  * Responses
  *--------------------------------------------------------------------------*/
 
+/* nginx's auth_request passes only 2xx (allow) and 401/403 (deny); any other
+ * status becomes its bare 500, and the subrequest's body is dropped. So every
+ * non-2xx answer of /v1/auth goes out as 403 carrying what nginx needs to
+ * rebuild the exact answer /v1/check gives: the real status, content type
+ * and body in X-RateLimit-Status / -Content-Type / -Body, next to the usual
+ * headers (deploy/nginx/ratelimitd-server.conf turns them back). JSON bodies
+ * hold no CR or LF, so the body is a valid header value. Returns 403. */
+static unsigned int rl_http_auth_denial(struct MHD_Response *resp, const struct rl_reply *r)
+{
+    char status[8], *body = malloc(r->body_len + 1);
+
+    snprintf(status, sizeof(status), "%d", r->status);
+    MHD_add_response_header(resp, "X-RateLimit-Status", status);
+    if (r->content_type != NULL)
+        MHD_add_response_header(resp, "X-RateLimit-Content-Type", r->content_type);
+    if (body != NULL) {
+        memcpy(body, r->body, r->body_len);
+        body[r->body_len] = '\0';
+        MHD_add_response_header(resp, "X-RateLimit-Body", body);
+        free(body);
+    }
+    return 403;
+}
+
 enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
 {
     struct MHD_Response *resp;
     enum MHD_Result ret;
+
+    unsigned int status = (unsigned int)r->status;
 
     resp = MHD_create_response_from_buffer(r->body_len, (void *)r->body, MHD_RESPMEM_MUST_COPY);
     if (resp == NULL)
@@ -40,9 +66,11 @@ enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     if (r->content_type != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
+    if (c->route == RL_R_AUTH && status >= 400)
+        status = rl_http_auth_denial(resp, r);
     if (atomic_load(&c->h->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
-    ret = MHD_queue_response(c->mc, (unsigned int)r->status, resp);
+    ret = MHD_queue_response(c->mc, status, resp);
     MHD_destroy_response(resp);
     return ret;
 }
@@ -290,7 +318,7 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
     in.governing = degraded ? -1 : rl_decide_governing(c->refs, &c->job.result);
     in.degraded = degraded;
     in.auth = c->route == RL_R_AUTH;
-    in.deny_status = c->route == RL_R_AUTH ? 403 : 429;
+    in.deny_status = 429; /* /v1/auth: turned into 403 by rl_http_send */
     in.instance = c->req.path;
     r = malloc(sizeof(*r));
     if (r == NULL)

@@ -13,6 +13,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <json-c/json.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
@@ -642,8 +643,26 @@ int rl_http_drain(struct rl_http *h, int timeout_ms)
 {
     int64_t end = rl_mono_ms() + timeout_ms;
 
+    MHD_socket lfd;
+
     atomic_store(&h->draining, true);
-    MHD_quiesce_daemon(h->daemon);
+    lfd = MHD_quiesce_daemon(h->daemon);
+    if (lfd != MHD_INVALID_SOCKET) {
+        /* Connections the kernel accepted but we did not yet: serve them too
+         * (their answers say Connection: close), then stop listening. */
+        fcntl(lfd, F_SETFL, fcntl(lfd, F_GETFL) | O_NONBLOCK);
+        for (;;) {
+            struct sockaddr_storage ss;
+            socklen_t sl = sizeof(ss);
+            int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+            if (fd < 0)
+                break;
+            if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES)
+                close(fd);
+        }
+        close(lfd);
+        usleep(50000); /* let just-added connections send their requests */
+    }
     while (atomic_load(&h->inflight) > 0 && rl_mono_ms() < end)
         usleep(10000);
     return atomic_load(&h->inflight);

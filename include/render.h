@@ -62,8 +62,9 @@ void rl_render_decision(const struct rl_render_decision *in, struct rl_reply *ou
 void rl_render_error(const struct rl_error *err, enum rl_envelope env, const char *request_id,
                      const char *instance, int retry_after_s, struct rl_reply *out);
 
-/* Append a header (value copied into hbuf). Returns RL_OK, or RL_ETOOBIG when
- * hbuf or the header table is full (the header is then dropped). */
+/* Append a header (value copied into hbuf). Returns RL_OK; RL_EINVAL when the
+ * value holds a control byte (CR, LF, ...); RL_ETOOBIG when hbuf or the header
+ * table is full. The header is dropped on error. */
 int rl_reply_add_header(struct rl_reply *r, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 

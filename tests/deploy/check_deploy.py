@@ -94,5 +94,20 @@ check(re.search(r"^USER 10001", dockerfile, re.M) is not None, "Dockerfile runs 
 check(re.search(r"HEALTHCHECK.*\n.*\/healthz", dockerfile) is not None, "Dockerfile HEALTHCHECK on /healthz")
 check_config(os.path.join(src, "deploy/policies.example.json"), "deploy/policies.example.json")
 
+# Grafana dashboard: valid JSON whose queries only use metrics the service exports
+with open(os.path.join(src, "deploy/grafana/ratelimitd.json")) as f:
+    dash = json.load(f)
+exported = {"ratelimitd_decisions_total", "ratelimitd_checks_total", "ratelimitd_check_duration_seconds_bucket",
+            "ratelimitd_store_errors_total", "ratelimitd_redis_up", "ratelimitd_config_reloads_total",
+            "ratelimitd_config_last_reload_success", "ratelimitd_build_info"}
+used = set()
+for p in dash["panels"]:
+    for t in p["targets"]:
+        used |= set(re.findall(r"ratelimitd_[a-z_]+", t["expr"]))
+check(used and used <= exported, f"dashboard queries only exported metrics: {sorted(used - exported)}")
+titles = " ".join(p["title"] for p in dash["panels"]).lower()
+for want in ("outcome", "denial ratio", "p50", "redis"):
+    check(want in titles, f"dashboard has a panel on {want}")
+
 print(f"deploy: {passed} passed, {len(failures)} failed")
 sys.exit(1 if failures else 0)

@@ -285,6 +285,31 @@ static void rl_http_count(struct rl_conn *c, enum rl_result res, enum rl_degrade
                      rl_mono_us() - c->t_start_us);
 }
 
+/* One JSON line per decision when the config asks for it ("log_decisions":
+ * "denied" or "all"): request id, reported policy, outcome, remaining, latency.
+ * Never the caller's id (it may be a secret API key). */
+static void rl_http_log_decision(struct rl_conn *c, enum rl_result res, int governing)
+{
+    static const char *const names[RL_RES_COUNT] = {"allowed", "denied", "degraded", "error"};
+    const struct rl_decision *d = &c->job.result;
+    char rid[2 * RL_ID_MAX + 8];
+
+    if (c->cfg->log_decisions == 0 || (c->cfg->log_decisions == 1 && res == RL_RES_ALLOWED))
+        return;
+    char fields[512];
+
+    /* a request id may hold '"' or '\\' (any 0x21-0x7e byte): escape it */
+    rl_json_string(rid, sizeof(rid), c->req.request_id, strlen(c->req.request_id));
+    snprintf(fields, sizeof(fields),
+             "\"request_id\":%s,\"policy\":%s%s%s,\"outcome\":\"%s\",\"remaining\":%lld,"
+             "\"latency_us\":%lld",
+             rid, governing >= 0 ? "\"" : "", governing >= 0 ? c->refs[governing].policy->name : "null",
+             governing >= 0 ? "\"" : "", names[res],
+             governing >= 0 ? (long long)d->out[governing].remaining : -1LL,
+             (long long)(rl_mono_us() - c->t_start_us));
+    rl_log_fields(RL_LOG_INFO, "decision", fields);
+}
+
 /* Render the decision in c->job.result and queue it. */
 static enum MHD_Result rl_http_answer(struct rl_conn *c)
 {
@@ -293,6 +318,7 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
     struct rl_error err;
     enum MHD_Result ret;
     enum rl_degraded degraded;
+    enum rl_result res;
     int st = c->job.result.status;
 
     if (st != RL_OK && c->h->opts.metrics != NULL)
@@ -308,15 +334,15 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
         c->job.result.allowed = true;
         c->job.result.n = 0;
     }
-    rl_http_count(c, degraded ? RL_RES_DEGRADED
-                     : c->job.result.allowed ? RL_RES_ALLOWED
-                                             : RL_RES_DENIED, degraded);
+    res = degraded ? RL_RES_DEGRADED : c->job.result.allowed ? RL_RES_ALLOWED : RL_RES_DENIED;
+    rl_http_count(c, res, degraded);
     memset(&in, 0, sizeof(in));
     in.cfg = c->cfg;
     in.req = &c->req;
     in.refs = c->refs;
     in.d = &c->job.result;
     in.governing = degraded ? -1 : rl_decide_governing(c->refs, &c->job.result);
+    rl_http_log_decision(c, res, in.governing);
     in.degraded = degraded;
     in.auth = c->route == RL_R_AUTH;
     in.deny_status = 429; /* /v1/auth: turned into 403 by rl_http_send */

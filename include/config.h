@@ -86,6 +86,8 @@ int rl_config_load(const char *file, struct rl_config **out, struct rl_error *er
 /* The embedded default: 127.0.0.1:8080, in-process store, the policies listed
  * in README "Embedded default". Never fails except on ENOMEM (returns NULL). */
 struct rl_config *rl_config_default(void);
+/* The JSON text rl_config_default parses (NUL-terminated). */
+extern const char rl_config_default_json[];
 
 /* CLI overrides. "redis://[user:pass@]host[:port][/db]", "unix:///path[?db=N]",
  * or "none" (embedded store). Listen: "host:port", "[v6]:port" or ":port". */

@@ -25,10 +25,12 @@ void rl_bucket_eval(const struct rl_limit *lim, const struct rl_bucket_state *st
     int64_t after = debt + add;
     int64_t left;
 
-    if (after <= cap) {
+    if (after <= cap || cost == 0) {
+        /* a peek is allowed even when an older, larger limit left more debt
+         * than this capacity (reload lowered burst): nothing is left then */
         res->allowed = true;
         res->retry_ms = 0;
-        left = cap - after;
+        left = cap > after ? cap - after : 0;
     } else {
         res->allowed = false;
         after = debt; /* nothing is charged */

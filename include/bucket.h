@@ -14,9 +14,18 @@
 
 #include "config.h"
 
+/* No capacity in ticks (burst * window_ms) reaches this (config checks it):
+ * every tick count fits a double exactly, for the Lua copy. */
+#define RL_BUCKET_TICKS_MAX (INT64_C(1) << 52)
+
 struct rl_bucket_state {
     int64_t tat_ms; /* whole ms part of the TAT (Unix ms); 0 = never used */
     int64_t frac;   /* ticks past tat_ms, 0 <= frac < limit */
+    /* The shape the state was written under; 0 = the current one. When a
+     * reload changed limit or window, the debt is carried over in tokens
+     * (a caller who had used 1 token of 3 has used 1 token of 5), not in
+     * time, and owed at the new rate; never more than the new capacity. */
+    int64_t limit, window_ms;
 };
 
 struct rl_bucket_result {

@@ -76,16 +76,20 @@ enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
     return ret;
 }
 
+static void rl_http_request_min(struct rl_conn *c);
+
 enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err,
                                           const char *allow, int retry_after_s)
 {
     struct rl_reply *r = malloc(sizeof(*r));
-    enum rl_envelope env = c->req.envelope >= 0 ? (enum rl_envelope)c->req.envelope
-                                                : c->cfg->envelope;
+    enum rl_envelope env;
     enum MHD_Result ret;
 
     if (r == NULL)
         return MHD_NO;
+    if (c->req.request_id[0] == '\0')
+        rl_http_request_min(c);
+    env = c->req.envelope >= 0 ? (enum rl_envelope)c->req.envelope : c->cfg->envelope;
     rl_render_error(err, env, c->req.request_id[0] ? c->req.request_id : NULL,
                     c->req.path[0] ? c->req.path : NULL, retry_after_s, r);
     if (allow != NULL)
@@ -196,6 +200,20 @@ static int rl_http_input_body(struct rl_conn *c, struct json_object *root,
     return RL_OK;
 }
 
+/* Only the request id (echoed or generated) and envelope= of c->req, for an
+ * error found before (or while) the whole request is built. */
+static void rl_http_request_min(struct rl_conn *c)
+{
+    struct rl_error ignore;
+    struct rl_request_input min;
+
+    memset(&min, 0, sizeof(min));
+    min.request_id = rl_http_value(c->mc, MHD_HEADER_KIND, "X-Request-ID");
+    min.envelope = rl_http_value(c->mc, MHD_GET_ARGUMENT_KIND, "envelope");
+    rl_request_build(&c->req, &min, c->cfg, c->h->seed ^ atomic_fetch_add(&c->h->seq, 1),
+                     &ignore);
+}
+
 /* Build c->req from the query string, headers and (POST) body. */
 static int rl_http_build_request(struct rl_conn *c, const char *method, struct rl_error *err)
 {
@@ -238,12 +256,7 @@ static int rl_http_build_request(struct rl_conn *c, const char *method, struct r
     if (rc == RL_OK) {
         rc = rl_request_build(&c->req, &in, c->cfg, seed, err);
     } else {
-        /* still give the error a request id and the caller's envelope */
-        struct rl_error ignore;
-        struct rl_request_input min = {0};
-        min.request_id = in.request_id;
-        min.envelope = in.envelope;
-        rl_request_build(&c->req, &min, c->cfg, seed, &ignore);
+        rl_http_request_min(c); /* the error still gets a request id and envelope */
     }
     json_object_put(root);
     return rc;
@@ -375,8 +388,11 @@ enum MHD_Result rl_http_submit(struct rl_conn *c)
         return rl_http_finish(c);
     }
     MHD_suspend_connection(c->mc);
-    if (atomic_exchange(&c->phase, RL_PH_SUSPENDED) == RL_PH_DONE)
-        MHD_resume_connection(c->mc); /* done() came first */
+    /* SUBMITTED -> SUSPENDED, unless done() came first and made it DONE:
+     * then we resume at once, and the phase stays DONE for the next call */
+    int expected = RL_PH_SUBMITTED;
+    if (!atomic_compare_exchange_strong(&c->phase, &expected, RL_PH_SUSPENDED))
+        MHD_resume_connection(c->mc);
     return MHD_YES;
 }
 

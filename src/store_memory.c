@@ -181,7 +181,7 @@ static void rl_mem_sweep(struct rl_store_memory *m, int64_t now)
 /* The state of a bucket key (zero, i.e. full, when there is none). */
 static struct rl_bucket_state rl_mem_state(struct rl_store_memory *m, const char *key, size_t len)
 {
-    struct rl_bucket_state zero = {0, 0};
+    struct rl_bucket_state zero = {0, 0, 0, 0};
     struct rl_mem_entry *e = rl_mem_find(m, key, len, rl_mem_hash(key, len));
 
     return e != NULL && e->kind == RL_MEM_BUCKET ? e->st : zero;

@@ -7,11 +7,13 @@
 #include "test_redis.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -67,6 +69,7 @@ static pid_t rl_test_daemon_spawn(struct rl_test_daemon *d, const char *redis_ur
 
     pid = fork();
     if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
         int fd = open(d->log_path, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {
             dup2(fd, STDERR_FILENO);
@@ -77,6 +80,22 @@ static pid_t rl_test_daemon_spawn(struct rl_test_daemon *d, const char *redis_ur
         _exit(127);
     }
     return pid;
+}
+
+/* True once the daemon's log holds its "listening on 127.0.0.1:PORT " line. */
+static bool rl_test_daemon_logged_listen(const struct rl_test_daemon *d)
+{
+    char line[1024], want[64];
+    bool found = false;
+    FILE *f = fopen(d->log_path, "r");
+
+    if (f == NULL)
+        return false;
+    snprintf(want, sizeof(want), "listening on 127.0.0.1:%u ", d->port);
+    while (!found && fgets(line, sizeof(line), f))
+        found = strstr(line, want) != NULL;
+    fclose(f);
+    return found;
 }
 
 int rl_test_daemon_start(struct rl_test_daemon *d, const char *config_json, const char *redis_url,
@@ -103,10 +122,15 @@ int rl_test_daemon_start(struct rl_test_daemon *d, const char *config_json, cons
                 d->pid = 0;
                 break; /* exited: port taken, or a bad config */
             }
-            if (rl_test_http(d->port, "GET", "/healthz", NULL, NULL, 0, &res) == 0 &&
-                res.status == 200) {
+            /* the answer must come from our process, not from another test's
+             * daemon that holds the port we were given: ours says so in its log */
+            if (rl_test_daemon_logged_listen(d) &&
+                rl_test_http(d->port, "GET", "/healthz", NULL, NULL, 0, &res) == 0) {
+                int status = res.status;
+
                 rl_test_response_free(&res);
-                return 0;
+                if (status == 200)
+                    return 0;
             }
             rl_test_sleep_ms(50);
         }

@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -63,6 +64,8 @@ int rl_test_nginx_start(struct rl_test_nginx *n, uint16_t port)
     if (n->pid == 0) {
         char logp[320];
         int fd;
+
+        prctl(PR_SET_PDEATHSIG, SIGKILL); /* never outlive a crashed test */
         snprintf(logp, sizeof(logp), "%s/stderr.log", n->dir);
         fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0644);
         if (fd >= 0) {

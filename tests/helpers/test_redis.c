@@ -140,9 +140,14 @@ static bool rl_test_redis_wait(struct rl_test_redis *r)
         }
         c = redisConnectWithTimeout("127.0.0.1", r->port, tv);
         if (c != NULL && !c->err) {
-            reply = redisCommand(c, "PING");
-            ok = reply != NULL && reply->type == REDIS_REPLY_STATUS &&
-                 strcmp(reply->str, "PONG") == 0;
+            /* the server on the port must be ours, not another test's that
+             * held the port we were given: compare its process id */
+            char want[32];
+
+            snprintf(want, sizeof(want), "process_id:%ld\r\n", (long)r->pid);
+            reply = redisCommand(c, "INFO server");
+            ok = reply != NULL && reply->type == REDIS_REPLY_STRING &&
+                 strstr(reply->str, want) != NULL;
             if (reply != NULL)
                 freeReplyObject(reply);
         }

@@ -156,10 +156,11 @@ struct pause_arg {
 static void *redis_sleeper(void *arg)
 {
     struct pause_arg *p = arg;
-    char buf[64], cmd[64];
+    char buf[64];
 
-    snprintf(cmd, sizeof(cmd), "DEBUG SLEEP %.3f", p->ms / 1000.0);
-    rl_test_redis_cmd(&redis, buf, sizeof(buf), "%s", cmd);
+    /* words of the format are separate arguments (hiredis): not one "%s" */
+    rl_test_redis_cmd(&redis, buf, sizeof(buf), "DEBUG SLEEP %.3f", p->ms / 1000.0);
+    cr_assert_str_eq(buf, "OK", "DEBUG SLEEP: %s", buf);
     return NULL;
 }
 

@@ -718,9 +718,9 @@ Test(store_redis, keys_expire_when_full)
     pttl = cmd_int("PTTL %s", "rl:per-key:key:k1");
     cr_assert(pttl > 0 && pttl <= 100, "PTTL %lld after one token", pttl);
 
-    /* the value is the small string "TATMS:FRAC" */
+    /* the value is the small string "TATMS:FRAC:LIMIT:WINDOWMS" */
     CMD(val, "GET %s", "rl:per-key:key:k1");
-    cr_assert(matches("^[0-9]+:[0-9]+$", val), "value \"%s\"", val);
+    cr_assert(matches("^[0-9]+:[0-9]+:5:500$", val), "value \"%s\"", val);
     cr_assert_eq(sscanf(val, "%lld:%lld", &tat, &frac), 2);
     cr_assert_eq(tat, d.now_ms + 100);
     cr_assert_eq(frac, 0);
@@ -786,7 +786,8 @@ Test(store_redis, keys_are_escaped)
 }
 
 /* The script against bucket.c: random limits, states (some written under
- * another limit) and costs; the same numbers and the same stored state. */
+ * another shape: limit and window, as after a reload; some in no known
+ * format) and costs; the same numbers and the same stored state. */
 Test(store_redis, lua_mirrors_bucket_c)
 {
     static const int64_t windows[] = {1, 7, 1000, 60000, 3600000, 86400000};
@@ -817,7 +818,19 @@ Test(store_redis, lua_mirrors_bucket_c)
         span = lim.burst * lim.window_ms / lim.limit + 2000;
         st.tat_ms = n % 10 == 0 ? 0 : now - 2000 + (int64_t)(((double)rand_r(&seed) / RAND_MAX) * span);
         st.frac = rand_r(&seed) % (lim.limit + (n % 5 == 0 ? 1000 : 0));
-        snprintf(want, sizeof(want), "%lld:%lld", (long long)st.tat_ms, (long long)st.frac);
+        st.limit = n % 3 == 1 ? 1 + rand_r(&seed) % 100000 : lim.limit;
+        st.window_ms = n % 3 == 1 ? windows[rand_r(&seed) % 6] : lim.window_ms;
+        if (n % 3 == 1) { /* a debt the old shape could hold, or (1 in 8) none could */
+            int64_t ospan = ((1LL << 52) / st.limit) * (n % 8 == 1 ? 2 : 1);
+            st.frac = rand_r(&seed) % st.limit;
+            st.tat_ms = now - 2000 + (int64_t)(((double)rand_r(&seed) / RAND_MAX) * ospan);
+        }
+        snprintf(want, sizeof(want), "%lld:%lld:%lld:%lld", (long long)st.tat_ms,
+                 (long long)st.frac, (long long)st.limit, (long long)st.window_ms);
+        if (n % 17 == 5) { /* not our format (an older version's): reads as full */
+            snprintf(want, sizeof(want), "%lld:%lld", (long long)st.tat_ms, (long long)st.frac);
+            st.tat_ms = st.frac = 0;
+        }
         CMD(val, "SET rl:mirror:key:k %s", want);
 
         int64_t cost = rand_r(&seed) % 4 == 0 ? 0 : 1 + rand_r(&seed) % lim.burst;
@@ -832,8 +845,8 @@ Test(store_redis, lua_mirrors_bucket_c)
             if (rl_bucket_ttl_ms(&lim, &next, d.now_ms) == 0)
                 cr_assert_str_eq(val, "(nil)", "case %d", n);
             else
-                snprintf(want, sizeof(want), "%lld:%lld", (long long)next.tat_ms,
-                         (long long)next.frac);
+                snprintf(want, sizeof(want), "%lld:%lld:%lld:%lld", (long long)next.tat_ms,
+                         (long long)next.frac, (long long)lim.limit, (long long)lim.window_ms);
         }
         if (!(res.allowed && cost > 0 && rl_bucket_ttl_ms(&lim, &next, d.now_ms) == 0))
             cr_assert_str_eq(val, want, "case %d", n);

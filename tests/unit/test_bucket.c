@@ -32,7 +32,7 @@ static struct rl_bucket_result charge(const struct rl_limit *l, struct rl_bucket
 Test(bucket, burst_at_one_instant_then_denied)
 {
     struct rl_limit l = lim_of(10, 10, 1000);
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     for (int i = 0; i < 10; i++) {
@@ -51,7 +51,7 @@ Test(bucket, burst_at_one_instant_then_denied)
 Test(bucket, fresh_state_is_full)
 {
     struct rl_limit l = lim_of(5, 5, 60000);
-    struct rl_bucket_state st = {0, 0}, next;
+    struct rl_bucket_state st = {0, 0, 0, 0}, next;
     struct rl_bucket_result r;
 
     rl_bucket_eval(&l, &st, T0, 0, &next, &r);
@@ -68,7 +68,7 @@ Test(bucket, fresh_state_is_full)
 Test(bucket, refill_exact_7_per_1000)
 {
     struct rl_limit l = lim_of(7, 7, 1000);
-    struct rl_bucket_state st = {0, 0}, drained;
+    struct rl_bucket_state st = {0, 0, 0, 0}, drained;
     struct rl_bucket_result r;
 
     for (int i = 0; i < 7; i++)
@@ -101,7 +101,7 @@ Test(bucket, refill_exact_7_per_1000)
 Test(bucket, refill_whole_tokens_only)
 {
     struct rl_limit l = lim_of(10, 10, 1000); /* 100 ms per token */
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     for (int i = 0; i < 10; i++)
@@ -120,7 +120,7 @@ Test(bucket, refill_whole_tokens_only)
 Test(bucket, retry_ms_is_ceil_and_at_least_1)
 {
     struct rl_limit l = lim_of(7, 7, 1000);
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     for (int i = 0; i < 7; i++)
@@ -140,7 +140,7 @@ Test(bucket, retry_ms_is_ceil_and_at_least_1)
 Test(bucket, reset_ms)
 {
     struct rl_limit l = lim_of(7, 7, 1000);
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     r = charge(&l, &st, T0, 1);
@@ -159,7 +159,7 @@ Test(bucket, reset_ms)
 Test(bucket, cost_above_1)
 {
     struct rl_limit l = lim_of(10, 10, 1000);
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     cr_assert_eq(charge(&l, &st, T0, 3).remaining, 7);
@@ -179,7 +179,7 @@ Test(bucket, cost_above_1)
 Test(bucket, cost_equal_to_burst)
 {
     struct rl_limit l = lim_of(10, 10, 1000);
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
 
     cr_assert(charge(&l, &st, T0, 10).allowed);
     cr_assert_not(charge(&l, &st, T0 + 999, 10).allowed);
@@ -189,7 +189,7 @@ Test(bucket, cost_equal_to_burst)
 Test(bucket, cost_0_peeks)
 {
     struct rl_limit l = lim_of(10, 10, 1000);
-    struct rl_bucket_state st = {0, 0}, next;
+    struct rl_bucket_state st = {0, 0, 0, 0}, next;
     struct rl_bucket_result r;
 
     charge(&l, &st, T0, 4);
@@ -205,7 +205,7 @@ Test(bucket, cost_0_peeks)
 Test(bucket, denied_leaves_state_unchanged)
 {
     struct rl_limit l = lim_of(7, 3, 1000);
-    struct rl_bucket_state st = {0, 0}, next;
+    struct rl_bucket_state st = {0, 0, 0, 0}, next;
     struct rl_bucket_result r;
 
     for (int i = 0; i < 3; i++)
@@ -222,7 +222,7 @@ Test(bucket, denied_leaves_state_unchanged)
 Test(bucket, burst_above_limit)
 {
     struct rl_limit l = lim_of(2, 5, 1000); /* 2 per second, 5 at once */
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     for (int i = 0; i < 5; i++)
@@ -239,7 +239,7 @@ Test(bucket, burst_above_limit)
 Test(bucket, burst_below_limit)
 {
     struct rl_limit l = lim_of(10, 2, 1000); /* 10 per second, 2 at once */
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
     struct rl_bucket_result r;
 
     cr_assert(charge(&l, &st, T0, 1).allowed);
@@ -259,7 +259,7 @@ Test(bucket, burst_below_limit)
 Test(bucket, ttl_ms)
 {
     struct rl_limit l = lim_of(7, 7, 1000);
-    struct rl_bucket_state st = {0, 0};
+    struct rl_bucket_state st = {0, 0, 0, 0};
 
     cr_assert_eq(rl_bucket_ttl_ms(&l, &st, T0), 0);
     charge(&l, &st, T0, 1);
@@ -273,36 +273,67 @@ Test(bucket, ttl_ms)
     cr_assert_eq(rl_bucket_ttl_ms(&l, &st, T0 + 5000), 0);
 }
 
-/* A state written under limit 1000 (frac up to 999) read under limit 7:
- * frac is clamped to 6, moving the TAT by under 1 ms. */
-Test(bucket, frac_from_another_limit_is_clamped)
+/* A reload changed the limit: the debt is kept in tokens. 1 of 3 per hour
+ * used, then 5 per hour: 4 left, and the used token comes back in 12 min. */
+Test(bucket, reload_keeps_token_debt_when_limit_changes)
 {
-    struct rl_limit l = lim_of(7, 7, 1000);
-    struct rl_bucket_state st = {T0 + 10, 500}, next;
+    struct rl_limit three = lim_of(3, 3, 3600000), five = lim_of(5, 5, 3600000);
+    struct rl_bucket_state st = {0, 0, 0, 0}, next;
     struct rl_bucket_result r;
 
-    cr_assert_eq(rl_bucket_ttl_ms(&l, &st, T0), 11); /* 70 + 6 ticks */
-    rl_bucket_eval(&l, &st, T0, 1, &next, &r);
+    charge(&three, &st, T0, 1);
+    cr_assert_eq(st.limit, 3);
+    cr_assert_eq(st.window_ms, 3600000);
+    rl_bucket_eval(&five, &st, T0, 0, &next, &r);
     cr_assert(r.allowed);
-    cr_assert_eq(next.tat_ms, T0 + 153); /* 1076 ticks = 153 ms + 5 */
-    cr_assert_eq(next.frac, 5);
-    cr_assert_lt(next.frac, l.limit);
-    cr_assert_eq(r.remaining, 5); /* 7000 - 1076 = 5924 ticks */
+    cr_assert_eq(r.remaining, 4);
+    cr_assert_eq(r.reset_ms, T0 + 720000);
+    r = charge(&five, &st, T0, 1);
+    cr_assert(r.allowed);
+    cr_assert_eq(r.remaining, 3);
+    cr_assert_eq(st.limit, 5);
+    cr_assert_eq(rl_bucket_ttl_ms(&five, &st, T0), 1440000);
 
-    /* at its tat_ms the clamped remainder still counts */
-    cr_assert_eq(rl_bucket_ttl_ms(&l, &st, T0 + 10), 1);
-    rl_bucket_eval(&l, &st, T0 + 10, 0, &next, &r);
-    cr_assert_eq(next.tat_ms, T0 + 10);
-    cr_assert_eq(next.frac, 6);
+    /* and back down to 3: 2 tokens used of 3, one left */
+    rl_bucket_eval(&three, &st, T0, 0, &next, &r);
+    cr_assert_eq(r.remaining, 1);
+    cr_assert_eq(r.reset_ms, T0 + 2400000);
 }
 
-/* Regression: a peek (cost 0) of a bucket whose debt exceeds the capacity
- * (the config was reloaded with a smaller burst) was reported denied, with a
- * retry, and a negative remaining was possible; cost 0 is always allowed. */
-Test(bucket, peek_after_burst_lowered_is_allowed)
+/* The window changed: 4 of 10 per second used, then 10 per 2 s: still 4
+ * used, refilled at 5/s, so full again in 800 ms. A fraction of a tick is
+ * rounded up (never a token given away). */
+Test(bucket, reload_keeps_token_debt_when_window_changes)
+{
+    struct rl_limit fast = lim_of(10, 10, 1000), slow = lim_of(10, 10, 2000);
+    struct rl_limit odd = lim_of(7, 7, 3000);
+    struct rl_bucket_state st = {0, 0, 0, 0}, next;
+    struct rl_bucket_result r;
+
+    charge(&fast, &st, T0, 4);
+    rl_bucket_eval(&slow, &st, T0, 0, &next, &r);
+    cr_assert_eq(r.remaining, 6);
+    cr_assert_eq(r.reset_ms, T0 + 800);
+    /* 4 tokens at 7 per 3 s: 4 * 3000 / 7 = 1714.28 ms, reset rounds up */
+    rl_bucket_eval(&odd, &st, T0, 0, &next, &r);
+    cr_assert_eq(r.remaining, 3);
+    cr_assert_eq(r.reset_ms, T0 + 1715);
+    /* half a token of debt (50 ms at 10/s) is half a token at 7 per 3 s */
+    rl_bucket_eval(&odd, &st, T0 + 350, 0, &next, &r);
+    cr_assert_eq(r.remaining, 6);
+    cr_assert_eq(next.tat_ms, T0 + 350 + 214); /* 1500 ticks = 214 ms + 2 */
+    cr_assert_eq(next.frac, 2);
+}
+
+/* Debt never exceeds the capacity: with the burst lowered from 10 to 2, a
+ * caller who used 10 tokens finds an empty bucket of 2 (full in 200 ms), not
+ * a 1 s wait. A peek (cost 0) is always allowed (regression: it was reported
+ * denied, with a retry, and a negative remaining was possible). */
+Test(bucket, burst_lowered_caps_the_debt)
 {
     struct rl_limit big = lim_of(10, 10, 1000), small = lim_of(10, 2, 1000);
-    struct rl_bucket_state st = {0, 0}, next;
+    struct rl_limit small_slow = lim_of(5, 2, 1000);
+    struct rl_bucket_state st = {0, 0, 0, 0}, next;
     struct rl_bucket_result r;
 
     charge(&big, &st, T0, 10); /* debt 10 tokens */
@@ -310,12 +341,15 @@ Test(bucket, peek_after_burst_lowered_is_allowed)
     cr_assert(r.allowed);
     cr_assert_eq(r.remaining, 0);
     cr_assert_eq(r.retry_ms, 0);
-    cr_assert_eq(r.reset_ms, T0 + 1000);
-    cr_assert_eq(next.tat_ms, st.tat_ms);
+    cr_assert_eq(r.reset_ms, T0 + 200);
 
-    /* a real charge is still denied until the old debt is paid down */
     rl_bucket_eval(&small, &st, T0, 1, &next, &r);
     cr_assert_not(r.allowed);
     cr_assert_eq(r.remaining, 0);
-    cr_assert_eq(r.retry_ms, 900); /* debt 10 + 1 - cap 2 = 9 tokens */
+    cr_assert_eq(r.retry_ms, 100);
+    /* the same with the limit changed too: empty, 2 tokens at 5/s */
+    rl_bucket_eval(&small_slow, &st, T0, 1, &next, &r);
+    cr_assert_not(r.allowed);
+    cr_assert_eq(r.retry_ms, 200);
+    cr_assert_eq(r.reset_ms, T0 + 400);
 }

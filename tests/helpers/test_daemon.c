@@ -151,7 +151,7 @@ int rl_test_daemon_signal(struct rl_test_daemon *d, int sig)
 
 int rl_test_daemon_stop(struct rl_test_daemon *d)
 {
-    int st = -1;
+    int st = 0; /* never started, or stopped already: nothing to report */
 
     if (d->pid > 0) {
         kill(d->pid, SIGTERM);
@@ -165,6 +165,8 @@ int rl_test_daemon_stop(struct rl_test_daemon *d)
             }
         }
         d->pid = 0;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0)
+            rl_test_daemon_dump_log(d); /* a sanitizer report, or an unclean exit */
     }
     if (d->dir[0]) {
         char cmd[300];

@@ -26,7 +26,9 @@ int rl_test_daemon_start(struct rl_test_daemon *d, const char *config_json, cons
 int rl_test_daemon_signal(struct rl_test_daemon *d, int sig);
 /* Rewrite the config file in place (for reload tests). */
 int rl_test_daemon_write_config(struct rl_test_daemon *d, const char *config_json);
-/* SIGTERM and wait; returns the exit status (or -1). */
+/* SIGTERM and wait; returns the exit status: 0 for a clean exit (or when
+ * nothing runs), the status, or -1 when killed by a signal; the log is printed
+ * when it is not 0 (a sanitizer report makes the daemon exit non-zero). */
 int rl_test_daemon_stop(struct rl_test_daemon *d);
 void rl_test_daemon_dump_log(const struct rl_test_daemon *d);
 

@@ -29,9 +29,10 @@ static void setup(void)
 
 static void teardown(void)
 {
-    rl_test_daemon_stop(&daemon_);
+    int st_daemon = rl_test_daemon_stop(&daemon_);
     if (use_redis)
         rl_test_redis_stop(&redis);
+    cr_expect_eq(st_daemon, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
 }
 
 TestSuite(check, .init = setup, .fini = teardown, .timeout = 60);

@@ -19,9 +19,11 @@ static void setup(void) { cr_assert_eq(rl_test_redis_start(&redis), 0, "redis-se
 
 static void teardown(void)
 {
-    rl_test_daemon_stop(&d1);
-    rl_test_daemon_stop(&d2);
+    int st_d1 = rl_test_daemon_stop(&d1);
+    int st_d2 = rl_test_daemon_stop(&d2);
     rl_test_redis_stop(&redis);
+    cr_expect_eq(st_d1, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
+    cr_expect_eq(st_d2, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
 }
 
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 90);

@@ -86,8 +86,9 @@ static void setup(void)
 static void teardown(void)
 {
     rl_test_nginx_stop(&ngx);
-    rl_test_daemon_stop(&rl);
+    int st_rl = rl_test_daemon_stop(&rl);
     rl_test_redis_stop(&redis);
+    cr_expect_eq(st_rl, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
 }
 
 TestSuite(nginx, .init = setup, .fini = teardown, .timeout = 60);

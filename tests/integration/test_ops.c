@@ -35,8 +35,9 @@ static void setup(void) { cr_assert_eq(rl_test_redis_start(&redis), 0); }
 
 static void teardown(void)
 {
-    rl_test_daemon_stop(&d);
+    int st_d = rl_test_daemon_stop(&d);
     rl_test_redis_stop(&redis);
+    cr_expect_eq(st_d, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
 }
 
 TestSuite(ops, .init = setup, .fini = teardown, .timeout = 90);

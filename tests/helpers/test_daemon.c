@@ -191,3 +191,11 @@ void rl_test_daemon_dump_log(const struct rl_test_daemon *d)
         fputs(line, stderr);
     fclose(f);
 }
+
+void rl_test_daemon_require_clean(int status)
+{
+    if (status == 0)
+        return;
+    fprintf(stderr, "ratelimitd did not exit cleanly (status %d): see its log above\n", status);
+    abort();
+}

@@ -31,6 +31,10 @@ int rl_test_daemon_write_config(struct rl_test_daemon *d, const char *config_jso
  * when it is not 0 (a sanitizer report makes the daemon exit non-zero). */
 int rl_test_daemon_stop(struct rl_test_daemon *d);
 void rl_test_daemon_dump_log(const struct rl_test_daemon *d);
+/* For a suite's teardown: abort when a stop status is not 0. (Criterion does
+ * not count an assertion in .fini as a failure, but a crash there fails the
+ * run.) */
+void rl_test_daemon_require_clean(int status);
 
 /* The path of the binary under test and the source tree (set by CMake). */
 const char *rl_test_binary(void);

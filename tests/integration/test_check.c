@@ -32,7 +32,7 @@ static void teardown(void)
     int st_daemon = rl_test_daemon_stop(&daemon_);
     if (use_redis)
         rl_test_redis_stop(&redis);
-    cr_expect_eq(st_daemon, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
+    rl_test_daemon_require_clean(st_daemon);
 }
 
 TestSuite(check, .init = setup, .fini = teardown, .timeout = 60);

@@ -22,8 +22,8 @@ static void teardown(void)
     int st_d1 = rl_test_daemon_stop(&d1);
     int st_d2 = rl_test_daemon_stop(&d2);
     rl_test_redis_stop(&redis);
-    cr_expect_eq(st_d1, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
-    cr_expect_eq(st_d2, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
+    rl_test_daemon_require_clean(st_d1);
+    rl_test_daemon_require_clean(st_d2);
 }
 
 TestSuite(faults, .init = setup, .fini = teardown, .timeout = 90);

@@ -88,7 +88,7 @@ static void teardown(void)
     rl_test_nginx_stop(&ngx);
     int st_rl = rl_test_daemon_stop(&rl);
     rl_test_redis_stop(&redis);
-    cr_expect_eq(st_rl, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
+    rl_test_daemon_require_clean(st_rl);
 }
 
 TestSuite(nginx, .init = setup, .fini = teardown, .timeout = 60);

@@ -37,7 +37,7 @@ static void teardown(void)
 {
     int st_d = rl_test_daemon_stop(&d);
     rl_test_redis_stop(&redis);
-    cr_expect_eq(st_d, 0, "ratelimitd did not exit cleanly (sanitizer report above?)");
+    rl_test_daemon_require_clean(st_d);
 }
 
 TestSuite(ops, .init = setup, .fini = teardown, .timeout = 90);

@@ -1,0 +1,2 @@
+/* test_chaos.c -- being written (issue 6). */
+#include <criterion/criterion.h>

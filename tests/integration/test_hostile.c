@@ -1,0 +1,2 @@
+/* test_hostile.c -- being written (issue 6). */
+#include <criterion/criterion.h>

@@ -63,4 +63,8 @@ enum rl_envelope rl_request_envelope(const struct rl_request *r, const struct rl
  * idempotency: method, path, ids, cost and the policy filter. */
 uint64_t rl_request_fingerprint(const struct rl_request *r);
 
+/* 64-bit FNV-1a over the request's identities only: the namespace of its
+ * Idempotency-Key, so one caller's key never meets another caller's. */
+uint64_t rl_request_idem_scope(const struct rl_request *r);
+
 #endif

@@ -9,6 +9,8 @@
  *    it has the tokens, and reports denied (it would have denied) otherwise;
  *  - an idempotency key replays the stored decision of the same request
  *    (fingerprint) without charging, and a different request gets RL_ECONFLICT;
+ *    keys live per idem_scope (the request's identities), so two callers
+ *    using the same key never see each other's decisions;
  *  - time is the store's own (Redis TIME; the local clock for memory). */
 #ifndef RL_STORE_H
 #define RL_STORE_H
@@ -49,6 +51,8 @@ struct rl_job {
     int64_t cost;
     const char *idem_key; /* NULL: no idempotency */
     size_t idem_len;
+    uint64_t idem_scope; /* who the key belongs to (rl_request_idem_scope): a key
+                          * is only ever compared with the same caller's keys */
     uint64_t fingerprint;
     int64_t idem_ttl_ms;
 

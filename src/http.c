@@ -427,6 +427,7 @@ static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
         job->idem_key = c->req.idem_key;
         job->idem_len = strlen(c->req.idem_key);
         job->fingerprint = rl_request_fingerprint(&c->req);
+        job->idem_scope = rl_request_idem_scope(&c->req);
         job->idem_ttl_ms = c->cfg->idempotency_ttl_ms;
     }
     return rl_http_submit(c);
@@ -624,7 +625,12 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
     struct rl_http *h = calloc(1, sizeof(*h));
     struct sockaddr_storage ss;
     const union MHD_DaemonInfo *info;
-    unsigned int flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
+    /* poll(), not epoll: libmicrohttpd 0.9.75 in epoll mode often misses the
+     * EOF of a client that sends part of a request and closes, and keeps the
+     * connection (fd, memory pool, a connection_limit slot) until
+     * idle_timeout: a stateless way to fill the connection table
+     * (tests/integration/test_hostile.c, half_closed_partial_requests_...). */
+    unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
                          MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     bool v6;
 

@@ -320,6 +320,18 @@ static int64_t rl_ceil_s(int64_t ms)
     return ms >= 0 ? ms / 1000 + (ms % 1000 != 0) : ms / 1000;
 }
 
+/* a - b, saturated to the int64 range. reset_ms and now_ms come from the store
+ * (a Redis reply) unchecked, so their difference must not overflow: INT64_MAX -
+ * INT64_MIN was undefined behaviour (found by tests/fuzz/fuzz_render). */
+static int64_t rl_sub_sat(int64_t a, int64_t b)
+{
+    int64_t r;
+
+    if (__builtin_sub_overflow(a, b, &r))
+        return b < 0 ? INT64_MAX : INT64_MIN;
+    return r;
+}
+
 static const char *rl_seconds(int64_t n)
 {
     return n == 1 ? "second" : "seconds";
@@ -388,7 +400,7 @@ static void rl_render_ietf(const struct rl_render_decision *in, struct rl_reply 
     for (size_t i = 0; i < d->n; i++) {
         const struct rl_bucket_ref *ref = &in->refs[i];
         const struct rl_bucket_outcome *o = &d->out[i];
-        int64_t t = rl_ceil_s(o->reset_ms - d->now_ms);
+        int64_t t = rl_ceil_s(rl_sub_sat(o->reset_ms, d->now_ms));
         const char *sep = plen > 0 ? ", " : "";
         int a, b;
 

@@ -115,7 +115,8 @@ static int rl_request_method(struct rl_request *out, const struct rl_request_inp
     for (size_t i = 0; i < v.len; i++) {
         unsigned char c = (unsigned char)v.v[i];
 
-        if (!isalnum(c) && strchr("!#$%&'*+-.^_`|~", c) == NULL)
+        /* c == 0 first: strchr would find the terminator */
+        if (c == '\0' || (!isalnum(c) && strchr("!#$%&'*+-.^_`|~", c) == NULL))
             return rl_error_set(err, RL_EINVAL, 400, what ? what : "method",
                                 "%s is not an HTTP method", what ? what : "method");
         out->method[i] = (char)toupper(c);
@@ -316,6 +317,25 @@ static uint64_t rl_fnv(uint64_t h, const void *p, size_t len)
     return h;
 }
 
+/* The identities, each with its presence and length (so "ab"+"c" and
+ * "a"+"bc" differ). */
+static uint64_t rl_request_hash_ids(uint64_t h, const struct rl_request *r)
+{
+    for (int s = 0; s < RL_SCOPE_COUNT; s++) {
+        unsigned char has = r->has_id[s], len = r->id_len[s];
+
+        h = rl_fnv(h, &has, 1);
+        h = rl_fnv(h, &len, 1);
+        h = rl_fnv(h, r->id[s], r->id_len[s]);
+    }
+    return h;
+}
+
+uint64_t rl_request_idem_scope(const struct rl_request *r)
+{
+    return rl_request_hash_ids(0xcbf29ce484222325ULL, r);
+}
+
 uint64_t rl_request_fingerprint(const struct rl_request *r)
 {
     uint64_t h = 0xcbf29ce484222325ULL;
@@ -325,13 +345,7 @@ uint64_t rl_request_fingerprint(const struct rl_request *r)
     h = rl_fnv(h, &sep, 1);
     h = rl_fnv(h, r->path, strlen(r->path));
     h = rl_fnv(h, &sep, 1);
-    for (int s = 0; s < RL_SCOPE_COUNT; s++) {
-        unsigned char has = r->has_id[s], len = r->id_len[s];
-
-        h = rl_fnv(h, &has, 1);
-        h = rl_fnv(h, &len, 1);
-        h = rl_fnv(h, r->id[s], r->id_len[s]);
-    }
+    h = rl_request_hash_ids(h, r);
     h = rl_fnv(h, &r->cost, sizeof(r->cost));
     h = rl_fnv(h, &r->policy_mask, sizeof(r->policy_mask));
     return h;

@@ -14,7 +14,7 @@
 
 #define RL_MEM_INIT_SLOTS 1024 /* power of two */
 #define RL_MEM_SWEEP      8    /* slots examined per submit */
-#define RL_MEM_IDEM_MAX   (3 * RL_ID_MAX + 64 + 8)
+#define RL_MEM_IDEM_MAX   (3 * RL_ID_MAX + 64 + 8 + 17)
 
 enum rl_mem_kind { RL_MEM_BUCKET, RL_MEM_IDEM };
 
@@ -338,7 +338,8 @@ static int rl_mem_submit(struct rl_store *s, struct rl_job *job)
     for (size_t i = 0; i < d->n; i++)
         klen[i] = rl_policy_key(keys[i], RL_KEY_MAX, s->prefix, &job->refs[i]);
     if (idem) {
-        ilen = (size_t)snprintf(ikey, sizeof(ikey), "%sidem:", s->prefix);
+        ilen = (size_t)snprintf(ikey, sizeof(ikey), "%sidem:%016llx:", s->prefix,
+                                (unsigned long long)job->idem_scope);
         ilen += rl_escape_id(ikey + ilen, sizeof(ikey) - ilen, job->idem_key, job->idem_len);
     }
 

@@ -28,7 +28,7 @@
 #define RL_REDIS_BACKOFF_MIN  50    /* ms before the first reconnect, doubling */
 #define RL_REDIS_BACKOFF_MAX  1000
 #define RL_REDIS_STUCK_MIN_MS 1000  /* a call older than max(this, 20*timeout): stuck */
-#define RL_REDIS_IDEM_MAX     (64 + 5 + 3 * RL_ID_MAX + 1)
+#define RL_REDIS_IDEM_MAX     (64 + 5 + 17 + 3 * RL_ID_MAX + 1)
 
 /*-----------------------------------------------------------------------------
  * The script
@@ -702,7 +702,8 @@ static void rl_redis_put_job(struct rl_store_redis *s, struct rl_redis_argv *v,
         rl_redis_putnum(v, (*a)++, ref->shadow);
     }
     if (rl_redis_has_idem(j)) {
-        len = (size_t)snprintf(key, sizeof(key), "%sidem:", s->base.prefix);
+        len = (size_t)snprintf(key, sizeof(key), "%sidem:%016llx:", s->base.prefix,
+                               (unsigned long long)j->idem_scope);
         len += rl_escape_id(key + len, sizeof(key) - len, j->idem_key, j->idem_len);
         rl_redis_put(v, (*k)++, key, len);
     }

@@ -413,6 +413,32 @@ Test(check, idempotency_replay_and_conflict)
     done(&res, b);
 }
 
+/* Keys are per caller: another key holder using "op-1" gets its own decision
+ * (charged once, then replayed), never a 409 nor the first caller's answer. */
+Test(check, idempotency_keys_are_per_caller)
+{
+    struct rl_test_response res;
+    struct json_object *b;
+
+    up(NULL, "[{\"name\":\"i\",\"scope\":\"key\",\"limit\":5,\"window\":\"1h\"}]");
+    get("/v1/check?key=alice", "Idempotency-Key: op-1\r\n", &res, &b);
+    cr_assert_eq(rl_tj_int(b, "remaining"), 4);
+    done(&res, b);
+    get("/v1/check?key=alice", NULL, &res, &b);
+    cr_assert_eq(rl_tj_int(b, "remaining"), 3);
+    done(&res, b);
+    for (int i = 0; i < 2; i++) {
+        get("/v1/check?key=bob", "Idempotency-Key: op-1\r\n", &res, &b);
+        cr_assert_eq(res.status, 200, "bob's op-1 is not alice's: %s", res.body);
+        cr_assert_eq(rl_tj_int(b, "remaining"), 4, "bob's own bucket, charged once");
+        if (i == 0)
+            cr_assert_null(rl_tj_get(b, "replayed"));
+        else
+            cr_assert_eq(rl_tj_bool(b, "replayed"), 1);
+        done(&res, b);
+    }
+}
+
 /*----------------------------------------------------------------------------
  * Matching, identities, headers modes
  *--------------------------------------------------------------------------*/

@@ -756,9 +756,9 @@ Test(store_redis, idempotency_record_key_and_ttl)
 
     tb_add(&t, "per-key", "k1", 5, 5, 60000, false);
     cr_assert_eq(check_idem(s, &t, "req:1{x}", 18446744073709551615ULL, 30000, &d), RL_OK);
-    pttl = cmd_int("PTTL %s", "rl:idem:req%3A1%7Bx%7D");
+    pttl = cmd_int("PTTL %s", "rl:idem:0000000000000000:req%3A1%7Bx%7D");
     cr_assert(pttl > 29000 && pttl <= 30000, "PTTL %lld", pttl);
-    CMD(val, "GET %s", "rl:idem:req%3A1%7Bx%7D");
+    CMD(val, "GET %s", "rl:idem:0000000000000000:req%3A1%7Bx%7D");
     /* fingerprint, allowed, then allowed, remaining, reset, retry per bucket */
     cr_assert(matches("^18446744073709551615,1,1,4,[0-9]+,0$", val), "record \"%s\"", val);
     /* the full 64-bit fingerprint is compared, not a rounded double */

@@ -70,6 +70,8 @@ struct rl_config {
     unsigned connection_limit;  /* default 10000 */
     unsigned idle_timeout_s;    /* client connection idle timeout, default 30 */
     int log_decisions;          /* 0 off (default), 1 denials only, 2 all */
+    unsigned deny_cache_entries; /* local over-limit cache slots (Redis store
+                                  * only), 0 = off; default 8192; read at start */
 
     int refs; /* owned by rl_config_ref/unref */
 };

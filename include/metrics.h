@@ -38,6 +38,8 @@ void rl_metrics_decision(struct rl_metrics *m, int slot, enum rl_outcome o);
 void rl_metrics_check(struct rl_metrics *m, enum rl_endpoint ep, enum rl_result r,
                       int64_t latency_us);
 void rl_metrics_store_error(struct rl_metrics *m, enum rl_store_err e);
+/* A check denied from the local over-limit cache (denycache.h). */
+void rl_metrics_deny_cache_hit(struct rl_metrics *m);
 /* A config reload: ok or not, at Unix time `now_s`. */
 void rl_metrics_reload(struct rl_metrics *m, bool ok, int64_t now_s);
 

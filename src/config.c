@@ -1022,7 +1022,7 @@ static int rl_config_modes(struct rl_config_ctx *x, struct json_object *root, st
     return RL_OK;
 }
 
-/* idempotency_ttl, threads, connection_limit, idle_timeout. */
+/* idempotency_ttl, threads, connection_limit, idle_timeout, deny_cache_entries. */
 static int rl_config_server(struct rl_config_ctx *x, struct json_object *root, struct rl_config *c)
 {
     struct json_object *f;
@@ -1049,6 +1049,11 @@ static int rl_config_server(struct rl_config_ctx *x, struct json_object *root, s
             return rl_config_fail(x, "idle_timeout", "expected whole seconds, such as \"30s\"");
         c->idle_timeout_s = (unsigned)(n / 1000);
     }
+    if (rl_config_get(root, "deny_cache_entries", &f)) {
+        if ((rc = rl_config_int(x, f, "deny_cache_entries", 0, 1 << 22, &n)) != RL_OK)
+            return rc;
+        c->deny_cache_entries = (unsigned)n;
+    }
     return RL_OK;
 }
 
@@ -1058,7 +1063,7 @@ static int rl_config_root(struct rl_config_ctx *x, struct json_object *root, str
         "listen",    "redis",           "failure_mode", "envelope",
         "headers",   "identity",        "policies",     "overrides",
         "threads",   "idempotency_ttl", "idle_timeout", "connection_limit",
-        "log_decisions", NULL};
+        "log_decisions", "deny_cache_entries", NULL};
     struct json_object *f;
     int rc;
 
@@ -1099,6 +1104,7 @@ static void rl_config_defaults(struct rl_config *c)
     c->connection_limit = 10000;
     c->idle_timeout_s = 30;
     c->log_decisions = 0;
+    c->deny_cache_entries = 8192;
     c->refs = 1;
 }
 

@@ -323,6 +323,93 @@ static void rl_http_log_decision(struct rl_conn *c, enum rl_result res, int gove
     rl_log_fields(RL_LOG_INFO, "decision", fields);
 }
 
+/*----------------------------------------------------------------------------
+ * The local over-limit cache (denycache.h)
+ *--------------------------------------------------------------------------*/
+
+/* Only a plain cost-1 check may be answered from the cache: the cache knows
+ * when one token returns, not more; an idempotent check must be recorded. */
+static bool rl_http_cacheable(const struct rl_conn *c)
+{
+    return c->h->deny_cache != NULL && c->req.cost == 1 && c->req.idem_key[0] == '\0';
+}
+
+/* Remember every enforced bucket the store found empty for this cost-1
+ * check. Times count from the request's arrival, which is earlier than the
+ * moment Redis read its clock: an entry can only end early, never late. */
+static void rl_http_remember_denied(struct rl_conn *c)
+{
+    const struct rl_decision *d = &c->job.result;
+    int64_t t0 = c->t_start_us / 1000;
+    char key[RL_KEY_MAX];
+
+    if (!rl_http_cacheable(c) || c->from_cache || d->replayed || d->allowed)
+        return;
+    for (size_t i = 0; i < d->n; i++) {
+        const struct rl_bucket_outcome *o = &d->out[i];
+        struct rl_denycache_hit hit;
+        size_t len;
+
+        if (c->refs[i].shadow || o->allowed)
+            continue;
+        hit.token_mono_ms = t0 + o->retry_ms;
+        hit.full_mono_ms = t0 + (o->reset_ms - d->now_ms);
+        hit.full_unix_ms = o->reset_ms;
+        len = rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]);
+        rl_denycache_put(c->h->deny_cache, key, len, &hit);
+    }
+}
+
+/* When an enforced bucket of the check is known empty, make the decision
+ * here: denied, reporting only the known-empty buckets (the others were not
+ * read), remaining 0, Retry-After until the token returns. true if so. */
+static bool rl_http_deny_cached(struct rl_conn *c)
+{
+    struct rl_decision *d = &c->job.result;
+    int64_t now = rl_mono_ms();
+    char key[RL_KEY_MAX];
+    size_t k = 0;
+
+    if (!rl_http_cacheable(c))
+        return false;
+    for (size_t i = 0; i < c->nrefs; i++) {
+        struct rl_denycache_hit hit;
+        size_t len;
+
+        if (c->refs[i].shadow)
+            continue;
+        len = rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]);
+        if (!rl_denycache_get(c->h->deny_cache, key, len, now, &hit))
+            continue;
+        if (k == 0)
+            d->now_ms = hit.full_unix_ms - (hit.full_mono_ms - now); /* the store's now */
+        c->refs[k] = c->refs[i];
+        d->out[k].allowed = false;
+        d->out[k].remaining = 0;
+        d->out[k].reset_ms = d->now_ms + (hit.full_mono_ms - now);
+        d->out[k].retry_ms = hit.token_mono_ms - now;
+        k++;
+    }
+    if (k == 0)
+        return false;
+    c->nrefs = d->n = k;
+    d->status = RL_OK;
+    d->allowed = false;
+    c->from_cache = true;
+    if (c->h->opts.metrics != NULL)
+        rl_metrics_deny_cache_hit(c->h->opts.metrics);
+    return true;
+}
+
+void rl_http_forget_denied(struct rl_conn *c)
+{
+    char key[RL_KEY_MAX];
+
+    for (size_t i = 0; c->h->deny_cache != NULL && i < c->nrefs; i++)
+        rl_denycache_forget(c->h->deny_cache, key,
+                            rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]));
+}
+
 /* Render the decision in c->job.result and queue it. */
 static enum MHD_Result rl_http_answer(struct rl_conn *c)
 {
@@ -348,6 +435,8 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
         c->job.result.n = 0;
     }
     res = degraded ? RL_RES_DEGRADED : c->job.result.allowed ? RL_RES_ALLOWED : RL_RES_DENIED;
+    if (res == RL_RES_DENIED)
+        rl_http_remember_denied(c);
     rl_http_count(c, res, degraded);
     memset(&in, 0, sizeof(in));
     in.cfg = c->cfg;
@@ -423,6 +512,8 @@ static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
         job->result.allowed = true;
         return rl_http_answer(c);
     }
+    if (rl_http_deny_cached(c))
+        return rl_http_answer(c);
     if (c->req.idem_key[0]) {
         job->idem_key = c->req.idem_key;
         job->idem_len = strlen(c->req.idem_key);
@@ -652,6 +743,8 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
     rl_http_slots(h, cfg);
     h->cfg = rl_config_ref(cfg);
     h->store = store;
+    if (strcmp(store->ops->name, "redis") == 0) /* the embedded store is local already */
+        h->deny_cache = rl_denycache_new(cfg->deny_cache_entries);
     h->seed = (uint64_t)rl_now_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
     h->daemon = MHD_start_daemon(
         flags, 0, NULL, NULL, rl_http_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
@@ -664,6 +757,7 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
         rl_error_set(err, RL_EUNAVAIL, 500, "listen", "cannot listen on %s:%u: %s",
                      cfg->listen_host, cfg->listen_port, strerror(errno));
         rl_config_unref(h->cfg);
+        rl_denycache_free(h->deny_cache);
         pthread_mutex_destroy(&h->cfg_lock);
         free(h);
         return NULL;
@@ -685,6 +779,7 @@ void rl_http_set_config(struct rl_http *h, struct rl_config *cfg)
     h->cfg = rl_config_ref(cfg);
     pthread_mutex_unlock(&h->cfg_lock);
     rl_config_unref(old);
+    rl_denycache_clear(h->deny_cache); /* limits may have been raised */
 }
 
 int rl_http_drain(struct rl_http *h, int timeout_ms)
@@ -721,6 +816,7 @@ void rl_http_stop(struct rl_http *h)
     if (h == NULL)
         return;
     MHD_stop_daemon(h->daemon);
+    rl_denycache_free(h->deny_cache);
     rl_config_unref(h->cfg);
     pthread_mutex_destroy(&h->cfg_lock);
     free(h);

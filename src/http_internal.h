@@ -4,6 +4,7 @@
 #ifndef RL_HTTP_INTERNAL_H
 #define RL_HTTP_INTERNAL_H
 
+#include "denycache.h"
 #include "http.h"
 #include "metrics.h"
 #include "render.h"
@@ -39,6 +40,7 @@ struct rl_http {
     atomic_uint_fast64_t seq; /* request-id generator */
     uint64_t seed;
     struct rl_http_opts opts; /* tokens, metrics, reload */
+    struct rl_denycache *deny_cache; /* NULL: off (or the embedded store) */
 };
 
 struct rl_conn {
@@ -55,6 +57,7 @@ struct rl_conn {
     size_t nrefs;
     struct rl_job job;
     int64_t t_start_us; /* monotonic, for the latency histogram */
+    bool from_cache;    /* the decision came from the deny cache, not the store */
     enum rl_scope scope; /* /v1/limits and reset: the (scope, id) asked for */
     char id[RL_ID_MAX + 1];
     size_t id_len;
@@ -77,6 +80,9 @@ enum MHD_Result rl_http_submit(struct rl_conn *c);
 /* Answer a request whose job has its result (called by rl_http_submit or
  * after resume), by route. */
 enum MHD_Result rl_http_finish(struct rl_conn *c);
+
+/* Drop the deny-cache entries of c->refs[0..c->nrefs) (after an admin reset). */
+void rl_http_forget_denied(struct rl_conn *c);
 
 /* http_ops.c: the operator endpoints, called from the access handler. */
 enum MHD_Result rl_http_ops_serve(struct rl_conn *c, const char *method);

@@ -243,6 +243,7 @@ enum MHD_Result rl_http_ops_finish(struct rl_conn *c)
         return MHD_NO;
     rl_json_string(id, sizeof(id), c->id, c->id_len);
     if (c->route == RL_R_RESET) {
+        rl_http_forget_denied(c);
         rl_ops_put(buf, cap, &len, "{\"reset\":true,\"scope\":\"%s\",\"id\":%s,\"policies\":[",
                    rl_scope_name(c->scope), id);
         for (size_t i = 0; i < c->nrefs; i++)

@@ -28,6 +28,7 @@ struct rl_metrics {
     atomic_uint_fast64_t checks[RL_EP_COUNT][RL_RES_COUNT];
     struct rl_metrics_hist latency[RL_EP_COUNT];
     atomic_uint_fast64_t store_errors[RL_SERR_COUNT];
+    atomic_uint_fast64_t deny_cache_hits;
     atomic_uint_fast64_t reloads[2]; /* [0] failure, [1] success */
     atomic_int_fast64_t last_reload_s;
     atomic_int last_reload_ok;
@@ -106,6 +107,11 @@ void rl_metrics_check(struct rl_metrics *m, enum rl_endpoint ep, enum rl_result 
 void rl_metrics_store_error(struct rl_metrics *m, enum rl_store_err e)
 {
     atomic_fetch_add_explicit(&m->store_errors[e], 1, memory_order_relaxed);
+}
+
+void rl_metrics_deny_cache_hit(struct rl_metrics *m)
+{
+    atomic_fetch_add_explicit(&m->deny_cache_hits, 1, memory_order_relaxed);
 }
 
 void rl_metrics_reload(struct rl_metrics *m, bool ok, int64_t now_s)
@@ -214,6 +220,11 @@ size_t rl_metrics_render(struct rl_metrics *m, int redis_up, char *buf, size_t c
         rl_metrics_put(&b, "ratelimitd_store_errors_total{kind=\"%s\"} %llu\n",
                        rl_store_err_names[e],
                        (unsigned long long)atomic_load(&m->store_errors[e]));
+    rl_metrics_put(&b, "# HELP ratelimitd_deny_cache_hits_total Checks denied from the local "
+                       "over-limit cache, without a store round trip.\n"
+                       "# TYPE ratelimitd_deny_cache_hits_total counter\n"
+                       "ratelimitd_deny_cache_hits_total %llu\n",
+                   (unsigned long long)atomic_load(&m->deny_cache_hits));
     if (redis_up >= 0)
         rl_metrics_put(&b, "# HELP ratelimitd_redis_up Whether Redis is connected and ready.\n"
                            "# TYPE ratelimitd_redis_up gauge\nratelimitd_redis_up %d\n",

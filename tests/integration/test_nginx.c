@@ -211,6 +211,27 @@ Test(nginx, upstream_never_sees_denied_requests)
     cr_assert_eq(rl_test_nginx_count_lines(&ngx, "upstream.log", NULL), 3);
 }
 
+/* The subrequest carries only what ratelimitd reads: a client with big
+ * cookies (7 KB, under nginx's own 8 KB line limit) and an Authorization
+ * header is limited as usual, by its X-Api-Key. */
+Test(nginx, big_client_headers_stay_out_of_the_subrequest)
+{
+    struct rl_test_response res;
+    static char hdr[8192];
+    int n;
+
+    n = snprintf(hdr, sizeof(hdr), "X-Api-Key: cookie-monster\r\nAuthorization: Bearer s3cret\r\n"
+                                   "Cookie: session=");
+    memset(hdr + n, 'c', 7000);
+    strcpy(hdr + n + 7000, "\r\n");
+    for (int i = 0; i < 3; i++) {
+        cr_assert_eq(rl_test_http(port_open, "GET", "/api/cookies", hdr, NULL, 0, &res), 0);
+        cr_assert_eq(res.status, i < 2 ? 200 : 429, "request %d: %d %s", i, res.status, res.body);
+        cr_assert_eq(strtol(rl_test_header(&res, "X-RateLimit-Remaining"), NULL, 10), i < 2 ? 1 - i : 0);
+        rl_test_response_free(&res);
+    }
+}
+
 Test(nginx, ratelimitd_down_follows_failure_mode)
 {
     struct rl_test_response res;

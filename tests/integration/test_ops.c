@@ -84,8 +84,10 @@ Test(ops, metrics_count_a_known_sequence)
 
     up(CFG, TOKENS);
     /* per-key: 3 allowed, 2 denied. dry (shadow, 1 per hour): 1 allowed, then
-     * it would deny the 4 others (its bucket is empty whether or not per-key
-     * denied them too: a dry run counts what the policy alone would do) */
+     * it would deny the others (its bucket is empty whether or not per-key
+     * denied them too: a dry run counts what the policy alone would do) --
+     * except the 5th check, which the deny cache answers without reading
+     * any bucket: dry is not evaluated there (README "Deny cache") */
     for (int i = 0; i < 5; i++)
         status_of("GET", "/v1/check?key=m", NULL, NULL);
     status_of("GET", "/v1/check?key=m&cost=x", NULL, NULL); /* an error */
@@ -96,7 +98,8 @@ Test(ops, metrics_count_a_known_sequence)
     cr_assert_eq(metric(t, "ratelimitd_decisions_total{policy=\"per-key\",outcome=\"allowed\"}"), 3);
     cr_assert_eq(metric(t, "ratelimitd_decisions_total{policy=\"per-key\",outcome=\"denied\"}"), 2);
     cr_assert_eq(metric(t, "ratelimitd_decisions_total{policy=\"dry\",outcome=\"allowed\"}"), 1);
-    cr_assert_eq(metric(t, "ratelimitd_decisions_total{policy=\"dry\",outcome=\"shadow_denied\"}"), 4);
+    cr_assert_eq(metric(t, "ratelimitd_decisions_total{policy=\"dry\",outcome=\"shadow_denied\"}"), 3);
+    cr_assert_eq(metric(t, "ratelimitd_deny_cache_hits_total"), 1);
     cr_assert_eq(metric(t, "ratelimitd_decisions_total{policy=\"per-org\",outcome=\"allowed\"}"), 0);
     cr_assert_eq(metric(t, "ratelimitd_checks_total{endpoint=\"check\",result=\"allowed\"}"), 3);
     cr_assert_eq(metric(t, "ratelimitd_checks_total{endpoint=\"check\",result=\"denied\"}"), 2);

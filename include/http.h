@@ -1,4 +1,4 @@
-/* http.h -- the HTTP front: libmicrohttpd (epoll, a small thread pool, no
+/* http.h -- the HTTP front: libmicrohttpd (poll event loops, a small thread pool, no
  * thread per connection), the routes of SPEC section 2, parameters and bodies
  * into struct rl_request, and suspend/resume around asynchronous decisions.
  * Knows nothing of bucket math or Redis: it talks to a struct rl_store. */

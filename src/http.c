@@ -606,6 +606,22 @@ static enum MHD_Result rl_http_serve(struct rl_conn *c, const char *url, const c
     }
 }
 
+/* A Content-Length above RL_BODY_MAX (or not a number we could hold). */
+static bool rl_http_declared_too_big(struct MHD_Connection *mc)
+{
+    struct rl_raw v = rl_http_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    uint64_t n = 0;
+
+    if (v.v == NULL)
+        return false;
+    for (size_t i = 0; i < v.len; i++) {
+        if (v.v[i] < '0' || v.v[i] > '9' || i >= 9)
+            return i >= 9; /* libmicrohttpd refuses the rest itself */
+        n = n * 10 + (uint64_t)(v.v[i] - '0');
+    }
+    return n > RL_BODY_MAX;
+}
+
 static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, const char *url,
                                        const char *method, const char *version,
                                        const char *upload_data, size_t *upload_data_size,
@@ -629,6 +645,12 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
         pthread_mutex_unlock(&h->cfg_lock);
         atomic_fetch_add(&h->inflight, 1);
         *req_cls = c;
+        if (rl_http_declared_too_big(mc)) {
+            /* answer 413 now, not after the whole body: libmicrohttpd takes
+             * a response on the first call and drops the body unread */
+            c->too_big = true;
+            return rl_http_serve(c, url, method);
+        }
         return MHD_YES;
     }
     if (*upload_data_size > 0) {
@@ -679,6 +701,42 @@ static void rl_http_log(void *cls, const char *fmt, va_list ap)
 /*----------------------------------------------------------------------------
  * Start and stop
  *--------------------------------------------------------------------------*/
+
+/* libmicrohttpd's own connection limit stops accepting, so a connection past
+ * it waits in the kernel's queue until a slot frees (a caller such as nginx
+ * times out instead of failing over at once). So its limit is set a little
+ * higher, and this accept policy closes a new connection at once while
+ * connection_limit are open. */
+#define RL_HTTP_LIMIT_SLACK 64
+
+/* Per-connection memory (request line, headers, response head). The nginx
+ * snippet sends only the few headers ratelimitd reads; a sidecar caller
+ * sends a small request. libmicrohttpd clears this pool for every request,
+ * so it is a per-request cost too (callgrind: 32 KiB was half of all
+ * instructions). Requests whose head does not fit get 431. */
+#define RL_HTTP_CONN_MEMORY 16384
+
+static enum MHD_Result rl_http_accept(void *cls, const struct sockaddr *addr, socklen_t len)
+{
+    struct rl_http *h = cls;
+
+    (void)addr;
+    (void)len;
+    return atomic_load(&h->conns) < (int)h->conn_limit ? MHD_YES : MHD_NO;
+}
+
+static void rl_http_notify_conn(void *cls, struct MHD_Connection *mc, void **socket_context,
+                                enum MHD_ConnectionNotificationCode toe)
+{
+    struct rl_http *h = cls;
+
+    (void)mc;
+    (void)socket_context;
+    if (toe == MHD_CONNECTION_NOTIFY_STARTED)
+        atomic_fetch_add(&h->conns, 1);
+    else
+        atomic_fetch_sub(&h->conns, 1);
+}
 
 static int rl_http_sockaddr(const struct rl_config *cfg, struct sockaddr_storage *ss,
                             bool *v6)
@@ -746,13 +804,16 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
     if (strcmp(store->ops->name, "redis") == 0) /* the embedded store is local already */
         h->deny_cache = rl_denycache_new(cfg->deny_cache_entries);
     h->seed = (uint64_t)rl_now_ms() * 0x9e3779b97f4a7c15ULL ^ (uint64_t)getpid() << 32;
+    h->conn_limit = cfg->connection_limit;
     h->daemon = MHD_start_daemon(
-        flags, 0, NULL, NULL, rl_http_handler, h, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
-        MHD_OPTION_THREAD_POOL_SIZE, (unsigned int)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
-        cfg->connection_limit, MHD_OPTION_CONNECTION_TIMEOUT, cfg->idle_timeout_s,
-        MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)32768, MHD_OPTION_LISTEN_BACKLOG_SIZE,
-        (unsigned int)1024, MHD_OPTION_NOTIFY_COMPLETED, rl_http_completed, h,
-        MHD_OPTION_EXTERNAL_LOGGER, rl_http_log, NULL, MHD_OPTION_END);
+        flags, 0, rl_http_accept, h, rl_http_handler, h, MHD_OPTION_EXTERNAL_LOGGER, rl_http_log,
+        NULL, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss, MHD_OPTION_THREAD_POOL_SIZE,
+        (unsigned int)cfg->threads, MHD_OPTION_CONNECTION_LIMIT,
+        cfg->connection_limit + RL_HTTP_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT,
+        cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)RL_HTTP_CONN_MEMORY,
+        MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_NOTIFY_COMPLETED,
+        rl_http_completed, h, MHD_OPTION_NOTIFY_CONNECTION, rl_http_notify_conn, h,
+        MHD_OPTION_END);
     if (h->daemon == NULL) {
         rl_error_set(err, RL_EUNAVAIL, 500, "listen", "cannot listen on %s:%u: %s",
                      cfg->listen_host, cfg->listen_port, strerror(errno));

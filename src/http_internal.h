@@ -41,6 +41,8 @@ struct rl_http {
     uint64_t seed;
     struct rl_http_opts opts; /* tokens, metrics, reload */
     struct rl_denycache *deny_cache; /* NULL: off (or the embedded store) */
+    atomic_int conns;                /* open client connections */
+    unsigned conn_limit;             /* cfg->connection_limit at start */
 };
 
 struct rl_conn {

@@ -270,7 +270,10 @@ Test(check, all_or_nothing_two_policies)
         cr_assert_null(rl_tj_get(b, "violated-policies.1"));
         cr_assert_eq(hdr_long(&res, "X-RateLimit-Limit"), 2);
         const char *pol = rl_test_header(&res, "RateLimit-Policy");
-        cr_assert_str_eq(pol, "\"k\";q=5;w=3600, \"o\";q=2;w=3600");
+        if (use_redis && i > 0) /* from the deny cache: only the known-empty bucket */
+            cr_assert_str_eq(pol, "\"o\";q=2;w=3600");
+        else
+            cr_assert_str_eq(pol, "\"k\";q=5;w=3600, \"o\";q=2;w=3600");
         done(&res, b);
     }
     get("/v1/check?key=k1&org=o2", NULL, &res, &b);

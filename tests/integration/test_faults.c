@@ -257,3 +257,38 @@ Test(faults, two_instances_one_global_limit)
     cr_assert(h[0].allowed + h[2].allowed > 0 && h[1].allowed + h[3].allowed > 0,
               "both instances served allowed requests");
 }
+
+/* State lives in Redis: a restarted ratelimitd finds every bucket as it was. */
+Test(faults, daemon_restart_keeps_bucket_state)
+{
+    long rem;
+
+    start(&d1, "closed", 500, 5);
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq(check(&d1, "kept", NULL, NULL), 200);
+    cr_assert_eq(rl_test_daemon_stop(&d1), 0);
+    start(&d1, "closed", 500, 5);
+    cr_assert_eq(check(&d1, "kept", &rem, NULL), 200);
+    cr_assert_eq(rem, 1, "5 - 3 before the restart - 1 now");
+}
+
+/* With persistence (an RDB snapshot here; AOF works the same), a Redis
+ * restart keeps the buckets, their TTLs included; without it they start
+ * full (the "restarted empty" case above). */
+Test(faults, redis_restart_with_persistence_keeps_bucket_state)
+{
+    char buf[64];
+    long rem;
+
+    start(&d1, "closed", 500, 5);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq(check(&d1, "saved", NULL, NULL), 200);
+    cr_assert_eq(rl_test_redis_cmd(&redis, buf, sizeof(buf), "SAVE"), 0);
+    cr_assert_str_eq(buf, "OK");
+    rl_test_redis_kill(&redis);
+    cr_assert_eq(rl_test_redis_restart(&redis), 0); /* loads dump.rdb from its dir */
+    wait_recovered(&d1, "probe");
+    cr_assert_eq(check(&d1, "saved", &rem, NULL), 200);
+    cr_assert_eq(rem, 0, "5 - 4 before the restart - 1 now");
+    cr_assert_eq(check(&d1, "saved", NULL, NULL), 429);
+}

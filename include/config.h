@@ -30,8 +30,8 @@ struct rl_policy {
     struct rl_limit lim;
     int envelope; /* enum rl_envelope, or -1: use the global one */
     bool shadow;
-    char *match_method;        /* upper case; NULL = any method */
-    char *match_prefix;        /* NULL = any path */
+    char *match_method;            /* upper case; NULL = any method */
+    char *match_prefix;            /* NULL = any path */
     struct rl_override *overrides; /* sorted by (id_len, id) for rl_policy_limit */
     size_t noverrides;
     int metric_slot; /* rl_metrics slot of the name: set by the HTTP front when it
@@ -50,9 +50,9 @@ struct rl_config {
     uint16_t redis_port;
     char *redis_unix; /* unix socket path, or NULL */
     int redis_db;
-    char *redis_user;     /* ACL user, or NULL */
-    char *redis_password; /* or NULL */
-    int redis_timeout_ms; /* per-decision deadline, default 50 */
+    char *redis_user;      /* ACL user, or NULL */
+    char *redis_password;  /* or NULL */
+    int redis_timeout_ms;  /* per-decision deadline, default 50 */
     char redis_prefix[64]; /* default "rl:" */
 
     enum rl_failure_mode failure_mode; /* default open */
@@ -65,11 +65,11 @@ struct rl_config {
     struct rl_policy *policies;
     size_t npolicies; /* <= RL_MAX_POLICIES */
 
-    int64_t idempotency_ttl_ms; /* "idempotency_ttl", default 1h */
-    int threads;                /* HTTP threads, default 2 */
-    unsigned connection_limit;  /* default 10000 */
-    unsigned idle_timeout_s;    /* client connection idle timeout, default 30 */
-    int log_decisions;          /* 0 off (default), 1 denials only, 2 all */
+    int64_t idempotency_ttl_ms;  /* "idempotency_ttl", default 1h */
+    int threads;                 /* HTTP threads, default 2 */
+    unsigned connection_limit;   /* default 10000 */
+    unsigned idle_timeout_s;     /* client connection idle timeout, default 30 */
+    int log_decisions;           /* 0 off (default), 1 denials only, 2 all */
     unsigned deny_cache_entries; /* local over-limit cache slots (Redis store
                                   * only), 0 = off; default 8192; read at start */
 
@@ -108,8 +108,7 @@ void rl_config_unref(struct rl_config *c);
 int rl_window_parse(const char *s, int64_t *ms);
 
 /* The policy with this name, or NULL. */
-const struct rl_policy *rl_config_policy(const struct rl_config *c, const char *name,
-                                         size_t len);
+const struct rl_policy *rl_config_policy(const struct rl_config *c, const char *name, size_t len);
 
 /* The limit for one id under a policy: its override when one exists, otherwise
  * the policy's own. Never NULL. */

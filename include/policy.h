@@ -11,11 +11,11 @@
  * request, which both outlive the decision. */
 struct rl_bucket_ref {
     const struct rl_policy *policy;
-    int policy_index;            /* into cfg->policies */
-    struct rl_limit lim;         /* the policy's, or the id's override */
-    const char *id;              /* raw id, not escaped */
+    int policy_index;    /* into cfg->policies */
+    struct rl_limit lim; /* the policy's, or the id's override */
+    const char *id;      /* raw id, not escaped */
     size_t id_len;
-    bool shadow;                 /* policy->shadow */
+    bool shadow; /* policy->shadow */
 };
 
 /* Fill refs[0..*n) with the buckets that apply to `r`, in config order.

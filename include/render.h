@@ -39,9 +39,9 @@ struct rl_render_decision {
     const struct rl_decision *d;      /* d->out[i] parallel to refs[i] */
     int governing;                    /* index into refs of the reported policy, -1 none */
     enum rl_degraded degraded;
-    bool auth;                        /* /v1/auth: allowed is 204 without a body */
-    int deny_status;                  /* status for a denial: 429 (check) or the auth one */
-    const char *instance;             /* problem "instance": the API path */
+    bool auth;            /* /v1/auth: allowed is 204 without a body */
+    int deny_status;      /* status for a denial: 429 (check) or the auth one */
+    const char *instance; /* problem "instance": the API path */
 };
 
 /* Render a decision:

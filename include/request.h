@@ -29,16 +29,16 @@ struct rl_request_input {
 };
 
 struct rl_request {
-    char method[16];         /* of the API request being admitted, upper case */
-    char path[RL_PATH_MAX];  /* its path, query string removed */
+    char method[16];        /* of the API request being admitted, upper case */
+    char path[RL_PATH_MAX]; /* its path, query string removed */
     char id[RL_SCOPE_COUNT][RL_ID_MAX + 1];
     uint8_t id_len[RL_SCOPE_COUNT];
     bool has_id[RL_SCOPE_COUNT];
-    int64_t cost;            /* default 1 */
-    uint32_t policy_mask;    /* bit i: policies[i] allowed; all ones when no policy= */
+    int64_t cost;         /* default 1 */
+    uint32_t policy_mask; /* bit i: policies[i] allowed; all ones when no policy= */
     bool has_policy_filter;
-    int envelope;            /* from envelope=, or -1 */
-    char idem_key[RL_ID_MAX + 1]; /* "" when absent */
+    int envelope;                   /* from envelope=, or -1 */
+    char idem_key[RL_ID_MAX + 1];   /* "" when absent */
     char request_id[RL_ID_MAX + 1]; /* echoed or generated, always set */
 };
 

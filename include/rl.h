@@ -56,8 +56,8 @@ struct rl_error {
 };
 
 /* Fill err (if not NULL) and return code. message is printf-style. */
-int rl_error_set(struct rl_error *err, int code, int http_status, const char *path,
-                 const char *fmt, ...) __attribute__((format(printf, 5, 6)));
+int rl_error_set(struct rl_error *err, int code, int http_status, const char *path, const char *fmt,
+                 ...) __attribute__((format(printf, 5, 6)));
 
 /* "validation_error", "authentication_error", ... for an HTTP status. */
 const char *rl_error_type(int http_status);

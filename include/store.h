@@ -17,6 +17,8 @@
 
 #include "policy.h"
 
+#include <stdatomic.h>
+
 enum rl_op {
     RL_OP_CHECK, /* charge `cost` if every enforced bucket has it */
     RL_OP_PEEK,  /* read only: the state of each bucket, nothing charged */
@@ -31,9 +33,9 @@ struct rl_bucket_outcome {
 };
 
 struct rl_decision {
-    int status;    /* RL_OK, RL_ETIMEDOUT, RL_EUNAVAIL, RL_ECONFLICT, RL_EINTERNAL */
-    bool allowed;  /* every enforced bucket allowed (meaningful when status RL_OK) */
-    bool replayed; /* answered from the idempotency record; nothing charged */
+    int status;     /* RL_OK, RL_ETIMEDOUT, RL_EUNAVAIL, RL_ECONFLICT, RL_EINTERNAL */
+    bool allowed;   /* every enforced bucket allowed (meaningful when status RL_OK) */
+    bool replayed;  /* answered from the idempotency record; nothing charged */
     int64_t now_ms; /* the store's clock at the decision */
     size_t n;
     struct rl_bucket_outcome out[RL_MAX_POLICIES]; /* parallel to job->refs */
@@ -77,14 +79,22 @@ struct rl_store_ops {
     int (*submit)(struct rl_store *s, struct rl_job *job);
     /* true when decisions can be made (Redis connected and script loaded). */
     bool (*ready)(struct rl_store *s);
-    /* Finish every pending job (status RL_EUNAVAIL, done() called), stop
-     * threads, free. NULL is a no-op. */
+    /* Finish every pending job (status RL_EUNAVAIL, done() called) and stop
+     * threads; from then on submit answers RL_EUNAVAIL at once. The store
+     * stays valid, so threads still holding it (an HTTP front being shut
+     * down) may call it safely. Calling it twice is fine. */
+    void (*stop)(struct rl_store *s);
+    /* stop (if not done yet), then free. NULL is a no-op. */
     void (*close)(struct rl_store *s);
 };
 
 struct rl_store {
     const struct rl_store_ops *ops;
     char prefix[64]; /* key prefix, "rl:" */
+    /* Bumped whenever the store may have lost state behind our back (Redis
+     * reconnected: it may have restarted empty; its scripts were flushed).
+     * What was learned from the store before (the deny cache) is stale. */
+    atomic_uint_fast64_t epoch;
 };
 
 /* Embedded in-process store. */

@@ -20,17 +20,15 @@ static int64_t rl_bucket_debt(const struct rl_limit *lim, const struct rl_bucket
     int64_t frac = st->frac < olimit ? st->frac : olimit - 1;
     int64_t debt, q, r, cap = lim->burst * lim->window_ms;
 
-    if (st->tat_ms < now_ms || (st->tat_ms == now_ms && frac <= 0))
-        return 0;
+    if (st->tat_ms < now_ms || (st->tat_ms == now_ms && frac <= 0)) return 0;
     if (st->tat_ms - now_ms > RL_BUCKET_TICKS_MAX / olimit)
         return cap; /* no valid state owes that much (a corrupt value): empty */
     debt = (st->tat_ms - now_ms) * olimit + frac; /* old ticks; 1 token = owindow */
     if (olimit == lim->limit && owindow == lim->window_ms)
         return debt < cap ? debt : cap; /* burst may have been lowered */
-    q = debt / owindow; /* whole tokens */
+    q = debt / owindow;                 /* whole tokens */
     r = debt % owindow;
-    if (q >= lim->burst)
-        return cap;
+    if (q >= lim->burst) return cap;
     debt = q * lim->window_ms + (int64_t)ceil((double)r * (double)lim->window_ms / (double)owindow);
     return debt < cap ? debt : cap;
 }
@@ -55,8 +53,7 @@ void rl_bucket_eval(const struct rl_limit *lim, const struct rl_bucket_state *st
         after = debt; /* nothing is charged */
         left = cap > debt ? cap - debt : 0;
         res->retry_ms = (debt + add - cap + lim->limit - 1) / lim->limit;
-        if (res->retry_ms < 1)
-            res->retry_ms = 1;
+        if (res->retry_ms < 1) res->retry_ms = 1;
     }
     res->remaining = left / lim->window_ms;
 

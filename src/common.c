@@ -7,13 +7,12 @@
 #include <string.h>
 #include <time.h>
 
-int rl_error_set(struct rl_error *err, int code, int http_status, const char *path,
-                 const char *fmt, ...)
+int rl_error_set(struct rl_error *err, int code, int http_status, const char *path, const char *fmt,
+                 ...)
 {
     va_list ap;
 
-    if (err == NULL)
-        return code;
+    if (err == NULL) return code;
     err->code = code;
     err->http_status = http_status;
     snprintf(err->path, sizeof(err->path), "%s", path ? path : "");
@@ -26,36 +25,60 @@ int rl_error_set(struct rl_error *err, int code, int http_status, const char *pa
 const char *rl_error_type(int http_status)
 {
     switch (http_status) {
-    case 400: return "validation_error";
-    case 401: return "authentication_error";
-    case 403: return "authorization_error";
-    case 404: return "not_found";
-    case 405: return "method_not_allowed";
-    case 409: return "conflict_error";
-    case 413: return "payload_too_large";
-    case 429: return "rate_limit_error";
-    case 503: return "service_unavailable";
-    case 504: return "timeout_error";
-    default: return "internal_error";
+    case 400:
+        return "validation_error";
+    case 401:
+        return "authentication_error";
+    case 403:
+        return "authorization_error";
+    case 404:
+        return "not_found";
+    case 405:
+        return "method_not_allowed";
+    case 409:
+        return "conflict_error";
+    case 413:
+        return "payload_too_large";
+    case 429:
+        return "rate_limit_error";
+    case 503:
+        return "service_unavailable";
+    case 504:
+        return "timeout_error";
+    default:
+        return "internal_error";
     }
 }
 
 const char *rl_status_text(int http_status)
 {
     switch (http_status) {
-    case 200: return "OK";
-    case 204: return "No Content";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 409: return "Conflict";
-    case 413: return "Content Too Large";
-    case 429: return "Too Many Requests";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Internal Server Error";
+    case 200:
+        return "OK";
+    case 204:
+        return "No Content";
+    case 400:
+        return "Bad Request";
+    case 401:
+        return "Unauthorized";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 409:
+        return "Conflict";
+    case 413:
+        return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    default:
+        return "Internal Server Error";
     }
 }
 
@@ -66,19 +89,24 @@ static const char *const rl_envelope_names[RL_ENV_COUNT] = {"problem", "error", 
 static int rl_name_index(const char *const *names, int n, const char *s, size_t len)
 {
     for (int i = 0; i < n; i++)
-        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0)
-            return i;
+        if (strlen(names[i]) == len && memcmp(names[i], s, len) == 0) return i;
     return -1;
 }
 
-const char *rl_scope_name(enum rl_scope s) { return rl_scope_names[s]; }
+const char *rl_scope_name(enum rl_scope s)
+{
+    return rl_scope_names[s];
+}
 
 int rl_scope_from_name(const char *s, size_t len)
 {
     return rl_name_index(rl_scope_names, RL_SCOPE_COUNT, s, len);
 }
 
-const char *rl_envelope_name(enum rl_envelope e) { return rl_envelope_names[e]; }
+const char *rl_envelope_name(enum rl_envelope e)
+{
+    return rl_envelope_names[e];
+}
 
 int rl_envelope_from_name(const char *s, size_t len)
 {

@@ -18,23 +18,25 @@
 #include <strings.h>
 #include <unistd.h>
 
-#define RL_CONFIG_FILE_MAX (1024 * 1024)
-#define RL_CONFIG_LIMIT_MAX 1000000000
-#define RL_CONFIG_WINDOW_MAX_MS (365LL * 86400 * 1000)
-#define RL_CONFIG_TICKS_MAX ((int64_t)1 << 52)
-#define RL_CONFIG_PREFIX_MAX 32
-#define RL_CONFIG_HEADER_MAX 63
-#define RL_CONFIG_METHOD_MAX 32
+#define RL_CONFIG_FILE_MAX         (1024 * 1024)
+#define RL_CONFIG_LIMIT_MAX        1000000000
+#define RL_CONFIG_WINDOW_MAX_MS    (365LL * 86400 * 1000)
+#define RL_CONFIG_TICKS_MAX        ((int64_t)1 << 52)
+#define RL_CONFIG_PREFIX_MAX       32
+#define RL_CONFIG_HEADER_MAX       63
+#define RL_CONFIG_METHOD_MAX       32
 #define RL_CONFIG_MATCH_PREFIX_MAX 1000
-#define RL_CONFIG_PATH 128 /* sizeof(err->path) */
-#define RL_CONFIG_UNIX_PATH_MAX 107 /* sun_path holds 108 bytes with the NUL */
+#define RL_CONFIG_PATH             128 /* sizeof(err->path) */
+#define RL_CONFIG_UNIX_PATH_MAX    107 /* sun_path holds 108 bytes with the NUL */
 
 /* The embedded default (README "Embedded default"): parsed like any file. */
 const char rl_config_default_json[] =
     "{\n"
     "  \"policies\": [\n"
-    "    { \"name\": \"per-key\",    \"scope\": \"key\",    \"limit\": 100,  \"window\": \"60s\" },\n"
-    "    { \"name\": \"per-caller\", \"scope\": \"caller\", \"limit\": 60,   \"window\": \"1m\" },\n"
+    "    { \"name\": \"per-key\",    \"scope\": \"key\",    \"limit\": 100,  \"window\": \"60s\" "
+    "},\n"
+    "    { \"name\": \"per-caller\", \"scope\": \"caller\", \"limit\": 60,   \"window\": \"1m\" "
+    "},\n"
     "    { \"name\": \"per-org\",    \"scope\": \"org\",    \"limit\": 1000, \"window\": \"1m\",\n"
     "      \"burst\": 200 },\n"
     "    { \"name\": \"per-ip\",     \"scope\": \"ip\",     \"limit\": 300,  \"window\": \"1m\" }\n"
@@ -69,9 +71,8 @@ static const char *const rl_config_env_names[] = {"problem", "error", "typed", "
  *--------------------------------------------------------------------------*/
 
 /* err->message = "FILE: PATH: why" (or "FILE: why" when the path is empty). */
-__attribute__((format(printf, 3, 4))) static void rl_config_failf(struct rl_config_ctx *x,
-                                                                  const char *path,
-                                                                  const char *fmt, ...)
+__attribute__((format(printf, 3, 4))) static void
+rl_config_failf(struct rl_config_ctx *x, const char *path, const char *fmt, ...)
 {
     char why[224];
     va_list ap;
@@ -120,14 +121,12 @@ static const char *rl_config_at(char *buf, const char *base, const char *key)
 /* "base[i]" into buf[RL_CONFIG_PATH]. */
 static const char *rl_config_index(char *buf, const char *base, size_t i)
 {
-    if (snprintf(buf, RL_CONFIG_PATH, "%s[%zu]", base, i) < 0)
-        buf[0] = '\0';
+    if (snprintf(buf, RL_CONFIG_PATH, "%s[%zu]", base, i) < 0) buf[0] = '\0';
     return buf;
 }
 
 /* A syntax error at byte offset off: line and column count from 1 (in bytes). */
-static int rl_config_syntax(struct rl_config_ctx *x, const char *json, size_t off,
-                            const char *why)
+static int rl_config_syntax(struct rl_config_ctx *x, const char *json, size_t off, const char *why)
 {
     size_t line = 1, col = 1;
 
@@ -170,7 +169,8 @@ static int rl_config_known(struct rl_config_ctx *x, struct json_object *obj, con
 {
     char path[RL_CONFIG_PATH], q[64];
 
-    json_object_object_foreach(obj, key, val) {
+    json_object_object_foreach(obj, key, val)
+    {
         size_t i = 0;
 
         (void)val;
@@ -210,8 +210,7 @@ static int rl_config_int(struct rl_config_ctx *x, struct json_object *v, const c
     int64_t n;
 
     /* json-c clamps integers outside int64 to INT64_MIN / INT64_MAX. */
-    if (!json_object_is_type(v, json_type_int) || (n = json_object_get_int64(v)) < min ||
-        n > max)
+    if (!json_object_is_type(v, json_type_int) || (n = json_object_get_int64(v)) < min || n > max)
         return rl_config_fail(x, path, "expected an integer from %lld to %lld", (long long)min,
                               (long long)max);
     *out = n;
@@ -263,16 +262,14 @@ static int rl_config_window(struct rl_config_ctx *x, struct json_object *v, cons
     int64_t n;
     int rc;
 
-    if ((rc = rl_config_str(x, v, path, &s, &len)) != RL_OK)
-        return rc;
+    if ((rc = rl_config_str(x, v, path, &s, &len)) != RL_OK) return rc;
     if (rl_window_parse(s, &n) != RL_OK)
         return rl_config_fail(x, path,
                               "invalid duration \"%s\": expected a positive integer and a unit "
                               "(ms, s, m, h, d), at most 365d",
                               rl_config_quote(q, sizeof(q), s, len));
     *ms = n;
-    if (text != NULL)
-        memcpy(text, s, len + 1); /* rl_window_parse accepts at most 14 bytes */
+    if (text != NULL) memcpy(text, s, len + 1); /* rl_window_parse accepts at most 14 bytes */
     return RL_OK;
 }
 
@@ -300,8 +297,7 @@ int rl_window_parse(const char *s, int64_t *ms)
     }
     for (size_t u = 0; u < sizeof(units) / sizeof(units[0]); u++) {
         if (strcmp(s + i, units[u].unit) == 0) {
-            if (n > RL_CONFIG_WINDOW_MAX_MS / units[u].ms)
-                return RL_EINVAL;
+            if (n > RL_CONFIG_WINDOW_MAX_MS / units[u].ms) return RL_EINVAL;
             *ms = n * units[u].ms;
             return RL_OK;
         }
@@ -314,22 +310,18 @@ static bool rl_config_number(const char *s, size_t len, int64_t min, int64_t max
 {
     int64_t n = 0;
 
-    if (len == 0 || len > 10)
-        return false;
+    if (len == 0 || len > 10) return false;
     for (size_t i = 0; i < len; i++) {
-        if (s[i] < '0' || s[i] > '9')
-            return false;
+        if (s[i] < '0' || s[i] > '9') return false;
         n = n * 10 + (s[i] - '0');
     }
-    if (n < min || n > max)
-        return false;
+    if (n < min || n > max) return false;
     *out = n;
     return true;
 }
 
 /* "host:port", "[v6]:port" or ":port" (0.0.0.0). NULL, or why not. */
-static const char *rl_config_parse_listen(const char *s, size_t len, char *host,
-                                          uint16_t *port)
+static const char *rl_config_parse_listen(const char *s, size_t len, char *host, uint16_t *port)
 {
     const char *colon = memrchr(s, ':', len);
     char h[64];
@@ -341,21 +333,17 @@ static const char *rl_config_parse_listen(const char *s, size_t len, char *host,
         return "expected host:port, [IPv6]:port or :port";
     hlen = (size_t)(colon - s);
     if (s[0] == '[') {
-        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(h))
-            return "expected [IPv6]:port";
+        if (hlen < 3 || s[hlen - 1] != ']' || hlen - 2 >= sizeof(h)) return "expected [IPv6]:port";
         memcpy(h, s + 1, hlen - 2);
         h[hlen - 2] = '\0';
-        if (inet_pton(AF_INET6, h, a) != 1)
-            return "expected a numeric IPv6 address inside [ ]";
+        if (inet_pton(AF_INET6, h, a) != 1) return "expected a numeric IPv6 address inside [ ]";
     } else if (hlen == 0) {
         strcpy(h, "0.0.0.0");
     } else {
-        if (hlen >= sizeof(h))
-            return "expected a numeric IPv4 address or [IPv6] (no host names)";
+        if (hlen >= sizeof(h)) return "expected a numeric IPv4 address or [IPv6] (no host names)";
         memcpy(h, s, hlen);
         h[hlen] = '\0';
-        if (inet_pton(AF_INET6, h, a) == 1)
-            return "an IPv6 address needs brackets: [IPv6]:port";
+        if (inet_pton(AF_INET6, h, a) == 1) return "an IPv6 address needs brackets: [IPv6]:port";
         if (inet_pton(AF_INET, h, a) != 1)
             return "expected a numeric IPv4 address or [IPv6] (no host names)";
     }
@@ -372,8 +360,7 @@ static char *rl_config_unescape(const char *s, size_t len, bool *bad)
     char *out = malloc(len + 1), hex[3] = {0};
     size_t o = 0;
 
-    if (out == NULL)
-        return NULL;
+    if (out == NULL) return NULL;
     for (size_t i = 0; i < len; i++) {
         if (s[i] != '%') {
             out[o++] = s[i];
@@ -386,8 +373,7 @@ static char *rl_config_unescape(const char *s, size_t len, bool *bad)
         }
         memcpy(hex, s + i + 1, 2);
         out[o] = (char)strtol(hex, NULL, 16);
-        if (out[o++] == '\0')
-            *bad = true;
+        if (out[o++] == '\0') *bad = true;
         i += 2;
     }
     out[o] = '\0';
@@ -416,8 +402,7 @@ static int rl_config_redis_auth(const char *s, size_t len, struct rl_config_redi
     if (colon > s && (r->user = rl_config_unescape(s, (size_t)(colon - s), &bad)) == NULL)
         return RL_ENOMEM;
     r->password = rl_config_unescape(colon + 1, (size_t)(s + len - colon - 1), &bad);
-    if (r->password == NULL)
-        return RL_ENOMEM;
+    if (r->password == NULL) return RL_ENOMEM;
     if (bad) {
         *why = "bad %-escape in the user or password";
         return RL_EINVAL;
@@ -437,8 +422,7 @@ static int rl_config_redis_host(const char *s, size_t len, struct rl_config_redi
     *why = "expected a host name or address (letters, digits, '-', '.', '_', or [IPv6])";
     if (len > 0 && s[0] == '[') {
         rb = memchr(s, ']', len);
-        if (rb == NULL || rb == s + 1 || (size_t)(rb - s - 1) >= sizeof(r->host))
-            return RL_EINVAL;
+        if (rb == NULL || rb == s + 1 || (size_t)(rb - s - 1) >= sizeof(r->host)) return RL_EINVAL;
         hlen = (size_t)(rb - s - 1);
         memcpy(r->host, s + 1, hlen);
         r->host[hlen] = '\0';
@@ -448,8 +432,7 @@ static int rl_config_redis_host(const char *s, size_t len, struct rl_config_redi
     } else {
         colon = memchr(s, ':', len);
         hlen = colon != NULL ? (size_t)(colon - s) : len;
-        if (hlen == 0 || hlen >= sizeof(r->host))
-            return RL_EINVAL;
+        if (hlen == 0 || hlen >= sizeof(r->host)) return RL_EINVAL;
         for (size_t i = 0; i < hlen; i++)
             if (!isalnum((unsigned char)s[i]) && s[i] != '-' && s[i] != '.' && s[i] != '_')
                 return RL_EINVAL;
@@ -478,11 +461,9 @@ static int rl_config_redis_tcp(const char *s, size_t len, struct rl_config_redis
         return RL_EINVAL;
     }
     at = memrchr(s, '@', alen);
-    if (at != NULL && (rc = rl_config_redis_auth(s, (size_t)(at - s), r, why)) != RL_OK)
-        return rc;
+    if (at != NULL && (rc = rl_config_redis_auth(s, (size_t)(at - s), r, why)) != RL_OK) return rc;
     host = at != NULL ? at + 1 : s;
-    if ((rc = rl_config_redis_host(host, (size_t)(s + alen - host), r, why)) != RL_OK)
-        return rc;
+    if ((rc = rl_config_redis_host(host, (size_t)(s + alen - host), r, why)) != RL_OK) return rc;
     if (slash != NULL && slash + 1 < end &&
         !rl_config_number(slash + 1, (size_t)(end - slash - 1), 0, INT_MAX, &db)) {
         *why = "expected a database number after '/'";
@@ -509,8 +490,7 @@ static int rl_config_redis_unix(const char *s, size_t len, struct rl_config_redi
         *why = "expected ?db=N after the socket path";
         return RL_EINVAL;
     }
-    if ((r->unix_path = strndup(s, plen)) == NULL)
-        return RL_ENOMEM;
+    if ((r->unix_path = strndup(s, plen)) == NULL) return RL_ENOMEM;
     r->db = (int)db;
     return RL_OK;
 }
@@ -539,8 +519,7 @@ static int rl_config_redis_url(const char *url, size_t len, struct rl_config_red
         rc = rl_config_redis_unix(url + 7, len - 7, r, why);
     else
         rc = RL_EINVAL;
-    if (rc != RL_OK)
-        rl_config_redis_clear(r);
+    if (rc != RL_OK) rl_config_redis_clear(r);
     return rc;
 }
 
@@ -570,8 +549,7 @@ static int rl_config_listen(struct rl_config_ctx *x, struct json_object *v, stru
     size_t len;
     int rc;
 
-    if ((rc = rl_config_str(x, v, "listen", &s, &len)) != RL_OK)
-        return rc;
+    if ((rc = rl_config_str(x, v, "listen", &s, &len)) != RL_OK) return rc;
     if ((why = rl_config_parse_listen(s, len, c->listen_host, &c->listen_port)) != NULL)
         return rl_config_fail(x, "listen", "%s", why);
     return RL_OK;
@@ -583,11 +561,9 @@ static int rl_config_prefix(struct rl_config_ctx *x, struct json_object *v, stru
     size_t len;
     int rc;
 
-    if ((rc = rl_config_str(x, v, "redis.prefix", &s, &len)) != RL_OK)
-        return rc;
+    if ((rc = rl_config_str(x, v, "redis.prefix", &s, &len)) != RL_OK) return rc;
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f)
-            len = 0;
+        if ((unsigned char)s[i] <= 0x20 || (unsigned char)s[i] >= 0x7f) len = 0;
     if (len < 1 || len > RL_CONFIG_PREFIX_MAX)
         return rl_config_fail(x, "redis.prefix",
                               "expected 1 to 32 printable ASCII characters without spaces");
@@ -606,30 +582,24 @@ static int rl_config_redis(struct rl_config_ctx *x, struct json_object *v, struc
     int64_t n = 0;
     int rc;
 
-    if (v == NULL)
-        return RL_OK;
+    if (v == NULL) return RL_OK;
     if (json_object_is_type(v, json_type_object)) {
         if ((rc = rl_config_known(x, v, "redis", keys)) != RL_OK ||
             (rc = rl_config_need(x, v, "redis", "url", &url)) != RL_OK)
             return rc;
         upath = "redis.url";
         if (rl_config_get(v, "timeout_ms", &f)) {
-            if ((rc = rl_config_int(x, f, "redis.timeout_ms", 1, 60000, &n)) != RL_OK)
-                return rc;
+            if ((rc = rl_config_int(x, f, "redis.timeout_ms", 1, 60000, &n)) != RL_OK) return rc;
             c->redis_timeout_ms = (int)n;
         }
-        if (rl_config_get(v, "prefix", &f) && (rc = rl_config_prefix(x, f, c)) != RL_OK)
-            return rc;
+        if (rl_config_get(v, "prefix", &f) && (rc = rl_config_prefix(x, f, c)) != RL_OK) return rc;
     } else if (!json_object_is_type(v, json_type_string)) {
         return rl_config_fail(x, "redis", "expected a URL string, an object or null");
     }
-    if ((rc = rl_config_str(x, url, upath, &s, &len)) != RL_OK)
-        return rc;
+    if ((rc = rl_config_str(x, url, upath, &s, &len)) != RL_OK) return rc;
     rc = rl_config_redis_url(s, len, &r, &why);
-    if (rc == RL_ENOMEM)
-        return rl_config_nomem(x);
-    if (rc != RL_OK)
-        return rl_config_fail(x, upath, "%s", why);
+    if (rc == RL_ENOMEM) return rl_config_nomem(x);
+    if (rc != RL_OK) return rl_config_fail(x, upath, "%s", why);
     rl_config_redis_apply(c, &r);
     return RL_OK;
 }
@@ -657,11 +627,9 @@ static int rl_config_identity(struct rl_config_ctx *x, struct json_object *v, st
         (rc = rl_config_known(x, v, "identity", keys)) != RL_OK)
         return rc;
     for (int sc = RL_SCOPE_CALLER; sc <= RL_SCOPE_ORG; sc++) {
-        if (!rl_config_get(v, keys[sc], &f))
-            continue;
+        if (!rl_config_get(v, keys[sc], &f)) continue;
         rl_config_at(path, "identity", keys[sc]);
-        if ((rc = rl_config_str(x, f, path, &s, &len)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_str(x, f, path, &s, &len)) != RL_OK) return rc;
         if (len > RL_CONFIG_HEADER_MAX || !rl_config_token(s, len))
             return rl_config_fail(x, path,
                                   "expected a header name: 1 to 63 letters, digits or "
@@ -687,22 +655,19 @@ static int rl_config_limits(struct rl_config_ctx *x, struct json_object *v, cons
 
     if (rl_config_get(v, "limit", &f)) {
         rc = rl_config_int(x, f, rl_config_at(path, base, "limit"), 1, RL_CONFIG_LIMIT_MAX, &n);
-        if (rc != RL_OK)
-            return rc;
+        if (rc != RL_OK) return rc;
         lim->limit = lim->burst = n;
         blame = "limit";
     }
     if (rl_config_get(v, "window", &f)) {
         rc = rl_config_window(x, f, rl_config_at(path, base, "window"), &lim->window_ms,
                               lim->window);
-        if (rc != RL_OK)
-            return rc;
+        if (rc != RL_OK) return rc;
         blame = blame != NULL ? blame : "window";
     }
     if (rl_config_get(v, "burst", &f)) {
         rc = rl_config_int(x, f, rl_config_at(path, base, "burst"), 1, RL_CONFIG_LIMIT_MAX, &n);
-        if (rc != RL_OK)
-            return rc;
+        if (rc != RL_OK) return rc;
         lim->burst = n;
         blame = "burst";
     }
@@ -731,8 +696,7 @@ static int rl_config_match(struct rl_config_ctx *x, struct json_object *v, const
             return rc;
         if (len > RL_CONFIG_METHOD_MAX || !rl_config_token(s, len))
             return rl_config_fail(x, path, "expected an HTTP method: 1 to 32 token characters");
-        if ((p->match_method = strndup(s, len)) == NULL)
-            return rl_config_nomem(x);
+        if ((p->match_method = strndup(s, len)) == NULL) return rl_config_nomem(x);
         for (size_t i = 0; i < len; i++)
             p->match_method[i] = (char)toupper((unsigned char)p->match_method[i]);
     }
@@ -740,13 +704,12 @@ static int rl_config_match(struct rl_config_ctx *x, struct json_object *v, const
         if ((rc = rl_config_str(x, f, rl_config_at(path, base, "path_prefix"), &s, &len)) != RL_OK)
             return rc;
         for (size_t i = 0; i < len; i++)
-            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-                len = 0;
+            if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) len = 0;
         if (len < 1 || len > RL_CONFIG_MATCH_PREFIX_MAX || s[0] != '/')
-            return rl_config_fail(x, path, "expected a path starting with '/', at most 1000 "
-                                           "bytes, no control bytes");
-        if ((p->match_prefix = strndup(s, len)) == NULL)
-            return rl_config_nomem(x);
+            return rl_config_fail(x, path,
+                                  "expected a path starting with '/', at most 1000 "
+                                  "bytes, no control bytes");
+        if ((p->match_prefix = strndup(s, len)) == NULL) return rl_config_nomem(x);
     }
     return RL_OK;
 }
@@ -760,8 +723,8 @@ static bool rl_config_name_ok(const char *s, size_t len)
 }
 
 /* name (unique among policies[0..i)), scope, envelope, shadow. */
-static int rl_config_policy_names(struct rl_config_ctx *x, struct json_object *v,
-                                  const char *base, struct rl_config *c, size_t i)
+static int rl_config_policy_names(struct rl_config_ctx *x, struct json_object *v, const char *base,
+                                  struct rl_config *c, size_t i)
 {
     struct rl_policy *p = &c->policies[i];
     struct json_object *f;
@@ -774,22 +737,22 @@ static int rl_config_policy_names(struct rl_config_ctx *x, struct json_object *v
         (rc = rl_config_str(x, f, rl_config_at(path, base, "name"), &s, &len)) != RL_OK)
         return rc;
     if (!rl_config_name_ok(s, len))
-        return rl_config_fail(x, path, "expected a policy name: 1 to 63 letters, digits, '_', "
-                                       "'.' or '-'");
+        return rl_config_fail(x, path,
+                              "expected a policy name: 1 to 63 letters, digits, '_', "
+                              "'.' or '-'");
     for (size_t j = 0; j < i; j++)
         if (strcmp(c->policies[j].name, s) == 0)
             return rl_config_fail(x, path, "duplicate policy name \"%s\" (also policies[%zu])", s,
                                   j);
     memcpy(p->name, s, len + 1);
     if ((rc = rl_config_need(x, v, base, "scope", &f)) != RL_OK ||
-        (rc = rl_config_enum(x, f, rl_config_at(path, base, "scope"), rl_config_scope_names,
-                             &e)) != RL_OK)
+        (rc = rl_config_enum(x, f, rl_config_at(path, base, "scope"), rl_config_scope_names, &e)) !=
+            RL_OK)
         return rc;
     p->scope = (enum rl_scope)e;
     if (rl_config_get(v, "envelope", &f)) {
         rc = rl_config_enum(x, f, rl_config_at(path, base, "envelope"), rl_config_env_names, &e);
-        if (rc != RL_OK)
-            return rc;
+        if (rc != RL_OK) return rc;
         p->envelope = e;
     }
     if (rl_config_get(v, "shadow", &f))
@@ -797,11 +760,11 @@ static int rl_config_policy_names(struct rl_config_ctx *x, struct json_object *v
     return RL_OK;
 }
 
-static int rl_config_policy_one(struct rl_config_ctx *x, struct json_object *v,
-                               struct rl_config *c, size_t i)
+static int rl_config_policy_one(struct rl_config_ctx *x, struct json_object *v, struct rl_config *c,
+                                size_t i)
 {
-    static const char *const keys[] = {"name",  "scope",    "limit",  "window",
-                                       "burst", "envelope", "shadow", "match", NULL};
+    static const char *const keys[] = {"name",     "scope",  "limit", "window", "burst",
+                                       "envelope", "shadow", "match", NULL};
     struct rl_policy *p = &c->policies[i];
     struct json_object *f;
     char base[RL_CONFIG_PATH], path[RL_CONFIG_PATH];
@@ -833,10 +796,8 @@ static int rl_config_policies(struct rl_config_ctx *x, struct json_object *v, st
     if (n > RL_MAX_POLICIES)
         return rl_config_fail(x, "policies", "too many policies: %zu (at most %d)", n,
                               RL_MAX_POLICIES);
-    if (n == 0)
-        return RL_OK;
-    if ((c->policies = calloc(n, sizeof(*c->policies))) == NULL)
-        return rl_config_nomem(x);
+    if (n == 0) return RL_OK;
+    if ((c->policies = calloc(n, sizeof(*c->policies))) == NULL) return rl_config_nomem(x);
     for (size_t i = 0; i < n; i++) {
         c->npolicies = i + 1; /* so rl_config_free sees what this one allocates */
         if ((rc = rl_config_policy_one(x, json_object_array_get_idx(v, i), c, i)) != RL_OK)
@@ -861,20 +822,16 @@ static int rl_config_ov_cmp(const void *a, const void *b)
     const struct rl_config_ov *l = a, *r = b;
     int d;
 
-    if (l->policy != r->policy)
-        return l->policy < r->policy ? -1 : 1;
-    if (l->ov.id_len != r->ov.id_len)
-        return l->ov.id_len < r->ov.id_len ? -1 : 1;
-    if ((d = memcmp(l->ov.id, r->ov.id, l->ov.id_len)) != 0)
-        return d;
+    if (l->policy != r->policy) return l->policy < r->policy ? -1 : 1;
+    if (l->ov.id_len != r->ov.id_len) return l->ov.id_len < r->ov.id_len ? -1 : 1;
+    if ((d = memcmp(l->ov.id, r->ov.id, l->ov.id_len)) != 0) return d;
     return l->index < r->index ? -1 : l->index > r->index;
 }
 
 static bool rl_config_id_ok(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f)
-            return false;
+        if ((unsigned char)s[i] < 0x20 || s[i] == 0x7f) return false;
     return len > 0 && len <= RL_ID_MAX;
 }
 
@@ -908,10 +865,8 @@ static int rl_config_override(struct rl_config_ctx *x, struct json_object *v,
         !rl_config_get(v, "window", &f))
         return rl_config_fail(x, base, "expected at least one of \"limit\", \"burst\", \"window\"");
     o->ov.lim = p->lim;
-    if ((rc = rl_config_limits(x, v, base, &o->ov.lim)) != RL_OK)
-        return rc;
-    if ((o->ov.id = malloc(len + 1)) == NULL)
-        return rl_config_nomem(x);
+    if ((rc = rl_config_limits(x, v, base, &o->ov.lim)) != RL_OK) return rc;
+    if ((o->ov.id = malloc(len + 1)) == NULL) return rl_config_nomem(x);
     memcpy(o->ov.id, s, len + 1);
     o->ov.id_len = len;
     o->policy = (size_t)(p - c->policies);
@@ -928,13 +883,11 @@ static int rl_config_ov_dups(struct rl_config_ctx *x, const struct rl_config *c,
     char path[RL_CONFIG_PATH];
 
     for (size_t i = 1; i < n; i++)
-        if (t[i - 1].policy == t[i].policy &&
-            t[i - 1].ov.id_len == t[i].ov.id_len &&
+        if (t[i - 1].policy == t[i].policy && t[i - 1].ov.id_len == t[i].ov.id_len &&
             memcmp(t[i - 1].ov.id, t[i].ov.id, t[i].ov.id_len) == 0 &&
             (dup == n || t[i].index < t[dup].index))
             dup = i;
-    if (dup == n)
-        return RL_OK;
+    if (dup == n) return RL_OK;
     rl_config_index(path, "overrides", t[dup].index);
     return rl_config_fail(x, strcat(path, ".id"),
                           "duplicate override for policy \"%s\" and this id (also overrides[%zu])",
@@ -963,8 +916,7 @@ static int rl_config_ov_install(struct rl_config_ctx *x, struct rl_config *c,
     return RL_OK;
 }
 
-static int rl_config_overrides(struct rl_config_ctx *x, struct json_object *v,
-                               struct rl_config *c)
+static int rl_config_overrides(struct rl_config_ctx *x, struct json_object *v, struct rl_config *c)
 {
     struct rl_config_ov *t;
     size_t n;
@@ -972,18 +924,15 @@ static int rl_config_overrides(struct rl_config_ctx *x, struct json_object *v,
 
     if (!json_object_is_type(v, json_type_array))
         return rl_config_fail(x, "overrides", "expected an array");
-    if ((n = json_object_array_length(v)) == 0)
-        return RL_OK;
-    if ((t = calloc(n, sizeof(*t))) == NULL)
-        return rl_config_nomem(x);
+    if ((n = json_object_array_length(v)) == 0) return RL_OK;
+    if ((t = calloc(n, sizeof(*t))) == NULL) return rl_config_nomem(x);
     for (size_t i = 0; i < n && rc == RL_OK; i++)
         rc = rl_config_override(x, json_object_array_get_idx(v, i), c, i, &t[i]);
     if (rc == RL_OK) {
         qsort(t, n, sizeof(*t), rl_config_ov_cmp);
         rc = rl_config_ov_dups(x, c, t, n);
     }
-    if (rc == RL_OK)
-        rc = rl_config_ov_install(x, c, t, n);
+    if (rc == RL_OK) rc = rl_config_ov_install(x, c, t, n);
     for (size_t i = 0; i < n; i++)
         free(t[i].ov.id);
     free(t);
@@ -1005,13 +954,11 @@ static int rl_config_modes(struct rl_config_ctx *x, struct json_object *root, st
         c->failure_mode = (enum rl_failure_mode)e;
     }
     if (rl_config_get(root, "envelope", &f)) {
-        if ((rc = rl_config_enum(x, f, "envelope", rl_config_env_names, &e)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_enum(x, f, "envelope", rl_config_env_names, &e)) != RL_OK) return rc;
         c->envelope = (enum rl_envelope)e;
     }
     if (rl_config_get(root, "headers", &f)) {
-        if ((rc = rl_config_enum(x, f, "headers", rl_config_headers_names, &e)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_enum(x, f, "headers", rl_config_headers_names, &e)) != RL_OK) return rc;
         c->headers = (enum rl_headers_mode)e;
     }
     if (rl_config_get(root, "log_decisions", &f)) {
@@ -1033,25 +980,21 @@ static int rl_config_server(struct rl_config_ctx *x, struct json_object *root, s
         (rc = rl_config_window(x, f, "idempotency_ttl", &c->idempotency_ttl_ms, NULL)) != RL_OK)
         return rc;
     if (rl_config_get(root, "threads", &f)) {
-        if ((rc = rl_config_int(x, f, "threads", 1, 64, &n)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_int(x, f, "threads", 1, 64, &n)) != RL_OK) return rc;
         c->threads = (int)n;
     }
     if (rl_config_get(root, "connection_limit", &f)) {
-        if ((rc = rl_config_int(x, f, "connection_limit", 16, 1000000, &n)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_int(x, f, "connection_limit", 16, 1000000, &n)) != RL_OK) return rc;
         c->connection_limit = (unsigned)n;
     }
     if (rl_config_get(root, "idle_timeout", &f)) {
-        if ((rc = rl_config_window(x, f, "idle_timeout", &n, NULL)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_window(x, f, "idle_timeout", &n, NULL)) != RL_OK) return rc;
         if (n % 1000 != 0)
             return rl_config_fail(x, "idle_timeout", "expected whole seconds, such as \"30s\"");
         c->idle_timeout_s = (unsigned)(n / 1000);
     }
     if (rl_config_get(root, "deny_cache_entries", &f)) {
-        if ((rc = rl_config_int(x, f, "deny_cache_entries", 0, 1 << 22, &n)) != RL_OK)
-            return rc;
+        if ((rc = rl_config_int(x, f, "deny_cache_entries", 0, 1 << 22, &n)) != RL_OK) return rc;
         c->deny_cache_entries = (unsigned)n;
     }
     return RL_OK;
@@ -1059,22 +1002,28 @@ static int rl_config_server(struct rl_config_ctx *x, struct json_object *root, s
 
 static int rl_config_root(struct rl_config_ctx *x, struct json_object *root, struct rl_config *c)
 {
-    static const char *const keys[] = {
-        "listen",    "redis",           "failure_mode", "envelope",
-        "headers",   "identity",        "policies",     "overrides",
-        "threads",   "idempotency_ttl", "idle_timeout", "connection_limit",
-        "log_decisions", "deny_cache_entries", NULL};
+    static const char *const keys[] = {"listen",
+                                       "redis",
+                                       "failure_mode",
+                                       "envelope",
+                                       "headers",
+                                       "identity",
+                                       "policies",
+                                       "overrides",
+                                       "threads",
+                                       "idempotency_ttl",
+                                       "idle_timeout",
+                                       "connection_limit",
+                                       "log_decisions",
+                                       "deny_cache_entries",
+                                       NULL};
     struct json_object *f;
     int rc;
 
-    if ((rc = rl_config_known(x, root, "", keys)) != RL_OK)
-        return rc;
-    if (rl_config_get(root, "listen", &f) && (rc = rl_config_listen(x, f, c)) != RL_OK)
-        return rc;
-    if (rl_config_get(root, "redis", &f) && (rc = rl_config_redis(x, f, c)) != RL_OK)
-        return rc;
-    if ((rc = rl_config_modes(x, root, c)) != RL_OK)
-        return rc;
+    if ((rc = rl_config_known(x, root, "", keys)) != RL_OK) return rc;
+    if (rl_config_get(root, "listen", &f) && (rc = rl_config_listen(x, f, c)) != RL_OK) return rc;
+    if (rl_config_get(root, "redis", &f) && (rc = rl_config_redis(x, f, c)) != RL_OK) return rc;
+    if ((rc = rl_config_modes(x, root, c)) != RL_OK) return rc;
     if (rl_config_get(root, "identity", &f) && (rc = rl_config_identity(x, f, c)) != RL_OK)
         return rc;
     if (rl_config_get(root, "policies", &f) && (rc = rl_config_policies(x, f, c)) != RL_OK)
@@ -1118,12 +1067,10 @@ static int rl_config_tokenize(struct rl_config_ctx *x, const char *json, size_t 
     const char *nul;
     size_t end;
 
-    if (len > RL_CONFIG_FILE_MAX)
-        return rl_config_fail(x, "", "larger than 1 MiB");
+    if (len > RL_CONFIG_FILE_MAX) return rl_config_fail(x, "", "larger than 1 MiB");
     if ((nul = memchr(json, '\0', len)) != NULL)
         return rl_config_syntax(x, json, (size_t)(nul - json), "NUL byte");
-    if ((tok = json_tokener_new()) == NULL)
-        return rl_config_nomem(x);
+    if ((tok = json_tokener_new()) == NULL) return rl_config_nomem(x);
     json_tokener_set_flags(tok, JSON_TOKENER_STRICT | JSON_TOKENER_VALIDATE_UTF8);
     o = json_tokener_parse_ex(tok, json, (int)len);
     jerr = json_tokener_get_error(tok);
@@ -1162,12 +1109,9 @@ int rl_config_parse(const char *json, size_t len, const char *file, struct rl_co
     struct rl_config *c;
     int rc;
 
-    if (json == NULL)
-        return rl_config_fail(&x, "", "no JSON text");
-    if ((rc = rl_config_tokenize(&x, json, len, &root)) != RL_OK)
-        return rc;
-    if ((c = calloc(1, sizeof(*c))) == NULL ||
-        (file != NULL && (c->file = strdup(file)) == NULL)) {
+    if (json == NULL) return rl_config_fail(&x, "", "no JSON text");
+    if ((rc = rl_config_tokenize(&x, json, len, &root)) != RL_OK) return rc;
+    if ((c = calloc(1, sizeof(*c))) == NULL || (file != NULL && (c->file = strdup(file)) == NULL)) {
         free(c);
         json_object_put(root);
         return rl_config_nomem(&x);
@@ -1224,10 +1168,8 @@ int rl_config_load(const char *file, struct rl_config **out, struct rl_error *er
     size_t len = 0;
     int rc;
 
-    if (file == NULL)
-        return rl_config_fail(&x, "", "no file name");
-    if ((rc = rl_config_read(&x, file, &buf, &len)) != RL_OK)
-        return rc;
+    if (file == NULL) return rl_config_fail(&x, "", "no file name");
+    if ((rc = rl_config_read(&x, file, &buf, &len)) != RL_OK) return rc;
     rc = rl_config_parse(buf, len, file, out, err);
     free(buf);
     return rc;
@@ -1237,8 +1179,8 @@ struct rl_config *rl_config_default(void)
 {
     struct rl_config *c;
 
-    if (rl_config_parse(rl_config_default_json, strlen(rl_config_default_json), NULL, &c,
-                        NULL) != RL_OK)
+    if (rl_config_parse(rl_config_default_json, strlen(rl_config_default_json), NULL, &c, NULL) !=
+        RL_OK)
         return NULL;
     return c;
 }
@@ -1257,13 +1199,10 @@ int rl_config_set_redis_url(struct rl_config *c, const char *url, struct rl_erro
         c->redis_enabled = false;
         return RL_OK;
     }
-    if (url == NULL)
-        return rl_error_set(err, RL_EINVAL, 400, "redis", "--redis: no URL");
+    if (url == NULL) return rl_error_set(err, RL_EINVAL, 400, "redis", "--redis: no URL");
     rc = rl_config_redis_url(url, strlen(url), &r, &why);
-    if (rc == RL_ENOMEM)
-        return rl_error_set(err, RL_ENOMEM, 500, "", "--redis: out of memory");
-    if (rc != RL_OK)
-        return rl_error_set(err, RL_EINVAL, 400, "redis", "--redis: %s", why);
+    if (rc == RL_ENOMEM) return rl_error_set(err, RL_ENOMEM, 500, "", "--redis: out of memory");
+    if (rc != RL_OK) return rl_error_set(err, RL_EINVAL, 400, "redis", "--redis: %s", why);
     rl_config_redis_apply(c, &r);
     return RL_OK;
 }
@@ -1280,8 +1219,7 @@ int rl_config_set_listen(struct rl_config *c, const char *addr, struct rl_error 
 
 void rl_config_free(struct rl_config *c)
 {
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     for (size_t i = 0; i < c->npolicies; i++) {
         struct rl_policy *p = &c->policies[i];
 
@@ -1301,19 +1239,16 @@ void rl_config_free(struct rl_config *c)
 
 struct rl_config *rl_config_ref(struct rl_config *c)
 {
-    if (c != NULL)
-        __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
+    if (c != NULL) __atomic_add_fetch(&c->refs, 1, __ATOMIC_RELAXED);
     return c;
 }
 
 void rl_config_unref(struct rl_config *c)
 {
-    if (c != NULL && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0)
-        rl_config_free(c);
+    if (c != NULL && __atomic_sub_fetch(&c->refs, 1, __ATOMIC_ACQ_REL) == 0) rl_config_free(c);
 }
 
-const struct rl_policy *rl_config_policy(const struct rl_config *c, const char *name,
-                                         size_t len)
+const struct rl_policy *rl_config_policy(const struct rl_config *c, const char *name, size_t len)
 {
     for (size_t i = 0; i < c->npolicies; i++)
         if (strlen(c->policies[i].name) == len && memcmp(c->policies[i].name, name, len) == 0)
@@ -1330,8 +1265,7 @@ const struct rl_limit *rl_policy_limit(const struct rl_policy *p, const char *id
         const struct rl_override *o = &p->overrides[mid];
         int d = o->id_len != len ? (o->id_len < len ? -1 : 1) : memcmp(o->id, id, len);
 
-        if (d == 0)
-            return &o->lim;
+        if (d == 0) return &o->lim;
         if (d < 0)
             lo = mid + 1;
         else

@@ -11,10 +11,8 @@ int rl_decide_governing(const struct rl_bucket_ref *refs, const struct rl_decisi
         const struct rl_bucket_outcome *o = &d->out[i];
         const struct rl_bucket_outcome *b;
 
-        if (refs[i].shadow)
-            continue;
-        if (!d->allowed && o->allowed)
-            continue; /* a denial reports a bucket that denied */
+        if (refs[i].shadow) continue;
+        if (!d->allowed && o->allowed) continue; /* a denial reports a bucket that denied */
         if (best < 0) {
             best = (int)i;
             continue;
@@ -36,10 +34,9 @@ int rl_decide_check_cost(const struct rl_bucket_ref *refs, size_t n, int64_t cos
 {
     for (size_t i = 0; i < n; i++)
         if (cost > refs[i].lim.burst)
-            return rl_error_set(err, RL_EINVAL, 400, "cost",
-                                "cost %lld exceeds the capacity %lld of policy \"%s\"",
-                                (long long)cost, (long long)refs[i].lim.burst,
-                                refs[i].policy->name);
+            return rl_error_set(
+                err, RL_EINVAL, 400, "cost", "cost %lld exceeds the capacity %lld of policy \"%s\"",
+                (long long)cost, (long long)refs[i].lim.burst, refs[i].policy->name);
     return RL_OK;
 }
 

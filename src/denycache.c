@@ -40,12 +40,10 @@ struct rl_denycache *rl_denycache_new(size_t entries)
     struct rl_denycache *dc;
     size_t n = 1;
 
-    if (entries == 0)
-        return NULL;
+    if (entries == 0) return NULL;
     while (n < entries)
         n <<= 1;
-    if ((dc = calloc(1, sizeof(*dc))) == NULL)
-        return NULL;
+    if ((dc = calloc(1, sizeof(*dc))) == NULL) return NULL;
     if ((dc->slots = calloc(n, sizeof(*dc->slots))) == NULL) {
         free(dc);
         return NULL;
@@ -58,8 +56,7 @@ struct rl_denycache *rl_denycache_new(size_t entries)
 
 void rl_denycache_free(struct rl_denycache *dc)
 {
-    if (dc == NULL)
-        return;
+    if (dc == NULL) return;
     for (int i = 0; i < RL_DC_STRIPES; i++)
         pthread_mutex_destroy(&dc->locks[i]);
     free(dc->slots);
@@ -73,8 +70,7 @@ static struct rl_dc_slot *rl_dc_lock(struct rl_denycache *dc, const char *key, s
 {
     size_t i;
 
-    if (dc == NULL || len == 0 || len > RL_DENYCACHE_KEY_MAX)
-        return NULL;
+    if (dc == NULL || len == 0 || len > RL_DENYCACHE_KEY_MAX) return NULL;
     *h = rl_dc_hash(key, len);
     i = (size_t)*h & dc->mask;
     pthread_mutex_lock(&dc->locks[i & (RL_DC_STRIPES - 1)]);
@@ -99,8 +95,7 @@ void rl_denycache_put(struct rl_denycache *dc, const char *key, size_t len,
     uint64_t h;
     struct rl_dc_slot *s;
 
-    if (hit->token_mono_ms <= rl_mono_ms() || (s = rl_dc_lock(dc, key, len, &h)) == NULL)
-        return;
+    if (hit->token_mono_ms <= rl_mono_ms() || (s = rl_dc_lock(dc, key, len, &h)) == NULL) return;
     s->hash = h;
     s->len = (uint16_t)len;
     s->hit = *hit;
@@ -115,8 +110,7 @@ bool rl_denycache_get(struct rl_denycache *dc, const char *key, size_t len, int6
     struct rl_dc_slot *s = rl_dc_lock(dc, key, len, &h);
     bool found = false;
 
-    if (s == NULL)
-        return false;
+    if (s == NULL) return false;
     if (rl_dc_same(s, h, key, len)) {
         if (now_ms < s->hit.token_mono_ms) {
             *hit = s->hit;
@@ -134,17 +128,14 @@ void rl_denycache_forget(struct rl_denycache *dc, const char *key, size_t len)
     uint64_t h;
     struct rl_dc_slot *s = rl_dc_lock(dc, key, len, &h);
 
-    if (s == NULL)
-        return;
-    if (rl_dc_same(s, h, key, len))
-        s->len = 0;
+    if (s == NULL) return;
+    if (rl_dc_same(s, h, key, len)) s->len = 0;
     rl_dc_unlock(dc, s);
 }
 
 void rl_denycache_clear(struct rl_denycache *dc)
 {
-    if (dc == NULL)
-        return;
+    if (dc == NULL) return;
     for (size_t i = 0; i <= dc->mask; i++) {
         pthread_mutex_lock(&dc->locks[i & (RL_DC_STRIPES - 1)]);
         dc->slots[i].len = 0;

@@ -61,14 +61,12 @@ enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
     unsigned int status = (unsigned int)r->status;
 
     resp = MHD_create_response_from_buffer(r->body_len, (void *)r->body, MHD_RESPMEM_MUST_COPY);
-    if (resp == NULL)
-        return MHD_NO;
+    if (resp == NULL) return MHD_NO;
     for (size_t i = 0; i < r->nheaders; i++)
         MHD_add_response_header(resp, r->headers[i].name, r->headers[i].value);
     if (r->content_type != NULL)
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE, r->content_type);
-    if (c->route == RL_R_AUTH && status >= 400)
-        status = rl_http_auth_denial(resp, r);
+    if (c->route == RL_R_AUTH && status >= 400) status = rl_http_auth_denial(resp, r);
     if (atomic_load(&c->h->draining))
         MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION, "close");
     ret = MHD_queue_response(c->mc, status, resp);
@@ -78,22 +76,19 @@ enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r)
 
 static void rl_http_request_min(struct rl_conn *c);
 
-enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err,
-                                          const char *allow, int retry_after_s)
+enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err, const char *allow,
+                                   int retry_after_s)
 {
     struct rl_reply *r = malloc(sizeof(*r));
     enum rl_envelope env;
     enum MHD_Result ret;
 
-    if (r == NULL)
-        return MHD_NO;
-    if (c->req.request_id[0] == '\0')
-        rl_http_request_min(c);
+    if (r == NULL) return MHD_NO;
+    if (c->req.request_id[0] == '\0') rl_http_request_min(c);
     env = c->req.envelope >= 0 ? (enum rl_envelope)c->req.envelope : c->cfg->envelope;
     rl_render_error(err, env, c->req.request_id[0] ? c->req.request_id : NULL,
                     c->req.path[0] ? c->req.path : NULL, retry_after_s, r);
-    if (allow != NULL)
-        rl_reply_add_header(r, "Allow", "%s", allow);
+    if (allow != NULL) rl_reply_add_header(r, "Allow", "%s", allow);
     ret = rl_http_send(c, r);
     free(r);
     return ret;
@@ -104,8 +99,7 @@ enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const char *jso
     struct rl_reply *r = malloc(sizeof(*r));
     enum MHD_Result ret;
 
-    if (r == NULL)
-        return MHD_NO;
+    if (r == NULL) return MHD_NO;
     memset(r, 0, offsetof(struct rl_reply, hbuf));
     r->hlen = 0;
     rl_reply_set_body(r, status, json, strlen(json));
@@ -118,8 +112,7 @@ enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const char *jso
  * Parameters: query string, headers, JSON body -> struct rl_request_input
  *--------------------------------------------------------------------------*/
 
-struct rl_raw rl_http_value(struct MHD_Connection *mc, enum MHD_ValueKind kind,
-                                   const char *name)
+struct rl_raw rl_http_value(struct MHD_Connection *mc, enum MHD_ValueKind kind, const char *name)
 {
     struct rl_raw v = {NULL, 0};
 
@@ -183,8 +176,7 @@ static int rl_http_input_body(struct rl_conn *c, struct json_object *root,
         else if (strcmp(k, "cost") == 0)
             dst = &in->cost;
         else
-            return rl_error_set(err, RL_EINVAL, 400, k, "unknown field \"%.64s\" in the body",
-                                k);
+            return rl_error_set(err, RL_EINVAL, 400, k, "unknown field \"%.64s\" in the body", k);
         if (dst == &in->cost && json_object_is_type(v, json_type_int)) {
             snprintf(numbuf, numcap, "%lld", (long long)json_object_get_int64(v));
             dst->v = numbuf;
@@ -210,8 +202,7 @@ static void rl_http_request_min(struct rl_conn *c)
     memset(&min, 0, sizeof(min));
     min.request_id = rl_http_value(c->mc, MHD_HEADER_KIND, "X-Request-ID");
     min.envelope = rl_http_value(c->mc, MHD_GET_ARGUMENT_KIND, "envelope");
-    rl_request_build(&c->req, &min, c->cfg, c->h->seed ^ atomic_fetch_add(&c->h->seq, 1),
-                     &ignore);
+    rl_request_build(&c->req, &min, c->cfg, c->h->seed ^ atomic_fetch_add(&c->h->seq, 1), &ignore);
 }
 
 /* Build c->req from the query string, headers and (POST) body. */
@@ -231,8 +222,7 @@ static int rl_http_build_request(struct rl_conn *c, const char *method, struct r
     if (c->body_len > 0) {
         struct json_tokener *tok = json_tokener_new();
 
-        if (tok == NULL)
-            return rl_error_set(err, RL_ENOMEM, 500, "", "out of memory");
+        if (tok == NULL) return rl_error_set(err, RL_ENOMEM, 500, "", "out of memory");
         root = json_tokener_parse_ex(tok, c->body, (int)c->body_len);
         if (root != NULL) { /* only white space may follow the JSON value */
             for (size_t i = json_tokener_get_parse_end(tok); i < c->body_len; i++)
@@ -250,8 +240,7 @@ static int rl_http_build_request(struct rl_conn *c, const char *method, struct r
                                                             : json_tokener_error_desc(je));
         }
         json_tokener_free(tok);
-        if (rc == RL_OK)
-            rc = rl_http_input_body(c, root, &in, numbuf, sizeof(numbuf), err);
+        if (rc == RL_OK) rc = rl_http_input_body(c, root, &in, numbuf, sizeof(numbuf), err);
     }
     if (rc == RL_OK) {
         rc = rl_request_build(&c->req, &in, c->cfg, seed, err);
@@ -270,8 +259,7 @@ static void rl_http_job_done(struct rl_job *job)
 {
     struct rl_conn *c = job->udata;
 
-    if (atomic_exchange(&c->phase, RL_PH_DONE) == RL_PH_SUSPENDED)
-        MHD_resume_connection(c->mc);
+    if (atomic_exchange(&c->phase, RL_PH_DONE) == RL_PH_SUSPENDED) MHD_resume_connection(c->mc);
 }
 
 /* Count one answered check: per-bucket outcomes, the result, the latency. */
@@ -280,8 +268,7 @@ static void rl_http_count(struct rl_conn *c, enum rl_result res, enum rl_degrade
     struct rl_metrics *m = c->h->opts.metrics;
     const struct rl_decision *d = &c->job.result;
 
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     for (size_t i = 0; i < c->nrefs && res != RL_RES_ERROR; i++) {
         const struct rl_bucket_ref *ref = &c->refs[i];
         enum rl_outcome o = RL_OUT_ALLOWED;
@@ -307,8 +294,7 @@ static void rl_http_log_decision(struct rl_conn *c, enum rl_result res, int gove
     const struct rl_decision *d = &c->job.result;
     char rid[2 * RL_ID_MAX + 8];
 
-    if (c->cfg->log_decisions == 0 || (c->cfg->log_decisions == 1 && res == RL_RES_ALLOWED))
-        return;
+    if (c->cfg->log_decisions == 0 || (c->cfg->log_decisions == 1 && res == RL_RES_ALLOWED)) return;
     char fields[512];
 
     /* a request id may hold '"' or '\\' (any 0x21-0x7e byte): escape it */
@@ -316,9 +302,9 @@ static void rl_http_log_decision(struct rl_conn *c, enum rl_result res, int gove
     snprintf(fields, sizeof(fields),
              "\"request_id\":%s,\"policy\":%s%s%s,\"outcome\":\"%s\",\"remaining\":%lld,"
              "\"latency_us\":%lld",
-             rid, governing >= 0 ? "\"" : "", governing >= 0 ? c->refs[governing].policy->name : "null",
-             governing >= 0 ? "\"" : "", names[res],
-             governing >= 0 ? (long long)d->out[governing].remaining : -1LL,
+             rid, governing >= 0 ? "\"" : "",
+             governing >= 0 ? c->refs[governing].policy->name : "null", governing >= 0 ? "\"" : "",
+             names[res], governing >= 0 ? (long long)d->out[governing].remaining : -1LL,
              (long long)(rl_mono_us() - c->t_start_us));
     rl_log_fields(RL_LOG_INFO, "decision", fields);
 }
@@ -343,15 +329,15 @@ static void rl_http_remember_denied(struct rl_conn *c)
     int64_t t0 = c->t_start_us / 1000;
     char key[RL_KEY_MAX];
 
-    if (!rl_http_cacheable(c) || c->from_cache || d->replayed || d->allowed)
-        return;
+    if (!rl_http_cacheable(c) || c->from_cache || d->replayed || d->allowed ||
+        c->epoch != atomic_load(&c->h->store->epoch))
+        return; /* the store may have lost its state since: do not keep it */
     for (size_t i = 0; i < d->n; i++) {
         const struct rl_bucket_outcome *o = &d->out[i];
         struct rl_denycache_hit hit;
         size_t len;
 
-        if (c->refs[i].shadow || o->allowed)
-            continue;
+        if (c->refs[i].shadow || o->allowed) continue;
         hit.token_mono_ms = t0 + o->retry_ms;
         hit.full_mono_ms = t0 + (o->reset_ms - d->now_ms);
         hit.full_unix_ms = o->reset_ms;
@@ -370,19 +356,18 @@ static bool rl_http_deny_cached(struct rl_conn *c)
     char key[RL_KEY_MAX];
     size_t k = 0;
 
-    if (!rl_http_cacheable(c))
-        return false;
+    if (!rl_http_cacheable(c)) return false;
+    c->epoch = atomic_load(&c->h->store->epoch);
+    if (atomic_exchange(&c->h->cache_epoch, c->epoch) != c->epoch)
+        rl_denycache_clear(c->h->deny_cache); /* Redis came back, maybe empty */
     for (size_t i = 0; i < c->nrefs; i++) {
         struct rl_denycache_hit hit;
         size_t len;
 
-        if (c->refs[i].shadow)
-            continue;
+        if (c->refs[i].shadow) continue;
         len = rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]);
-        if (!rl_denycache_get(c->h->deny_cache, key, len, now, &hit))
-            continue;
-        if (k == 0)
-            d->now_ms = hit.full_unix_ms - (hit.full_mono_ms - now); /* the store's now */
+        if (!rl_denycache_get(c->h->deny_cache, key, len, now, &hit)) continue;
+        if (k == 0) d->now_ms = hit.full_unix_ms - (hit.full_mono_ms - now); /* the store's now */
         c->refs[k] = c->refs[i];
         d->out[k].allowed = false;
         d->out[k].remaining = 0;
@@ -390,14 +375,12 @@ static bool rl_http_deny_cached(struct rl_conn *c)
         d->out[k].retry_ms = hit.token_mono_ms - now;
         k++;
     }
-    if (k == 0)
-        return false;
+    if (k == 0) return false;
     c->nrefs = d->n = k;
     d->status = RL_OK;
     d->allowed = false;
     c->from_cache = true;
-    if (c->h->opts.metrics != NULL)
-        rl_metrics_deny_cache_hit(c->h->opts.metrics);
+    if (c->h->opts.metrics != NULL) rl_metrics_deny_cache_hit(c->h->opts.metrics);
     return true;
 }
 
@@ -422,7 +405,7 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
     int st = c->job.result.status;
 
     if (st != RL_OK && c->h->opts.metrics != NULL)
-        rl_metrics_store_error(c->h->opts.metrics, st == RL_ETIMEDOUT   ? RL_SERR_TIMEOUT
+        rl_metrics_store_error(c->h->opts.metrics, st == RL_ETIMEDOUT  ? RL_SERR_TIMEOUT
                                                    : st == RL_EUNAVAIL ? RL_SERR_UNAVAILABLE
                                                                        : RL_SERR_INTERNAL);
     if (rl_decide_failure(st, c->cfg->failure_mode, &degraded, &err) != RL_OK) {
@@ -435,8 +418,7 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
         c->job.result.n = 0;
     }
     res = degraded ? RL_RES_DEGRADED : c->job.result.allowed ? RL_RES_ALLOWED : RL_RES_DENIED;
-    if (res == RL_RES_DENIED)
-        rl_http_remember_denied(c);
+    if (res == RL_RES_DENIED) rl_http_remember_denied(c);
     rl_http_count(c, res, degraded);
     memset(&in, 0, sizeof(in));
     in.cfg = c->cfg;
@@ -450,8 +432,7 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
     in.deny_status = 429; /* /v1/auth: turned into 403 by rl_http_send */
     in.instance = c->req.path;
     r = malloc(sizeof(*r));
-    if (r == NULL)
-        return MHD_NO;
+    if (r == NULL) return MHD_NO;
     rl_render_decision(&in, r);
     ret = rl_http_send(c, r);
     free(r);
@@ -460,8 +441,7 @@ static enum MHD_Result rl_http_answer(struct rl_conn *c)
 
 enum MHD_Result rl_http_finish(struct rl_conn *c)
 {
-    if (c->route == RL_R_CHECK || c->route == RL_R_AUTH)
-        return rl_http_answer(c);
+    if (c->route == RL_R_CHECK || c->route == RL_R_AUTH) return rl_http_answer(c);
     return rl_http_ops_finish(c);
 }
 
@@ -512,8 +492,7 @@ static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
         job->result.allowed = true;
         return rl_http_answer(c);
     }
-    if (rl_http_deny_cached(c))
-        return rl_http_answer(c);
+    if (rl_http_deny_cached(c)) return rl_http_answer(c);
     if (c->req.idem_key[0]) {
         job->idem_key = c->req.idem_key;
         job->idem_len = strlen(c->req.idem_key);
@@ -530,22 +509,14 @@ static enum MHD_Result rl_http_check(struct rl_conn *c, const char *method)
 
 static enum rl_route rl_http_route(const char *url)
 {
-    if (strcmp(url, "/v1/check") == 0)
-        return RL_R_CHECK;
-    if (strcmp(url, "/v1/auth") == 0)
-        return RL_R_AUTH;
-    if (strcmp(url, "/healthz") == 0)
-        return RL_R_HEALTHZ;
-    if (strcmp(url, "/readyz") == 0)
-        return RL_R_READYZ;
-    if (strcmp(url, "/v1/limits") == 0)
-        return RL_R_LIMITS;
-    if (strcmp(url, "/metrics") == 0)
-        return RL_R_METRICS;
-    if (strcmp(url, "/v1/admin/reset") == 0)
-        return RL_R_RESET;
-    if (strcmp(url, "/v1/admin/reload") == 0)
-        return RL_R_RELOAD;
+    if (strcmp(url, "/v1/check") == 0) return RL_R_CHECK;
+    if (strcmp(url, "/v1/auth") == 0) return RL_R_AUTH;
+    if (strcmp(url, "/healthz") == 0) return RL_R_HEALTHZ;
+    if (strcmp(url, "/readyz") == 0) return RL_R_READYZ;
+    if (strcmp(url, "/v1/limits") == 0) return RL_R_LIMITS;
+    if (strcmp(url, "/metrics") == 0) return RL_R_METRICS;
+    if (strcmp(url, "/v1/admin/reset") == 0) return RL_R_RESET;
+    if (strcmp(url, "/v1/admin/reload") == 0) return RL_R_RELOAD;
     return RL_R_NONE;
 }
 
@@ -612,8 +583,7 @@ static bool rl_http_declared_too_big(struct MHD_Connection *mc)
     struct rl_raw v = rl_http_value(mc, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
     uint64_t n = 0;
 
-    if (v.v == NULL)
-        return false;
+    if (v.v == NULL) return false;
     for (size_t i = 0; i < v.len; i++) {
         if (v.v[i] < '0' || v.v[i] > '9' || i >= 9)
             return i >= 9; /* libmicrohttpd refuses the rest itself */
@@ -633,8 +603,7 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
     (void)version;
     if (c == NULL) {
         c = calloc(1, sizeof(*c));
-        if (c == NULL)
-            return MHD_NO;
+        if (c == NULL) return MHD_NO;
         c->h = h;
         c->mc = mc;
         c->route = rl_http_route(url);
@@ -655,8 +624,7 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
     }
     if (*upload_data_size > 0) {
         if (!c->too_big && c->body_len + *upload_data_size <= RL_BODY_MAX) {
-            if (c->body == NULL && (c->body = malloc(RL_BODY_MAX + 1)) == NULL)
-                return MHD_NO;
+            if (c->body == NULL && (c->body = malloc(RL_BODY_MAX + 1)) == NULL) return MHD_NO;
             memcpy(c->body + c->body_len, upload_data, *upload_data_size);
             c->body_len += *upload_data_size;
             c->body[c->body_len] = '\0';
@@ -666,8 +634,7 @@ static enum MHD_Result rl_http_handler(void *cls, struct MHD_Connection *mc, con
         *upload_data_size = 0;
         return MHD_YES;
     }
-    if (atomic_load(&c->phase) == RL_PH_DONE)
-        return rl_http_finish(c); /* resumed */
+    if (atomic_load(&c->phase) == RL_PH_DONE) return rl_http_finish(c); /* resumed */
     return rl_http_serve(c, url, method);
 }
 
@@ -679,8 +646,7 @@ static void rl_http_completed(void *cls, struct MHD_Connection *mc, void **req_c
 
     (void)mc;
     (void)toe;
-    if (c == NULL)
-        return;
+    if (c == NULL) return;
     rl_config_unref(c->cfg);
     free(c->body);
     free(c);
@@ -738,8 +704,7 @@ static void rl_http_notify_conn(void *cls, struct MHD_Connection *mc, void **soc
         atomic_fetch_sub(&h->conns, 1);
 }
 
-static int rl_http_sockaddr(const struct rl_config *cfg, struct sockaddr_storage *ss,
-                            bool *v6)
+static int rl_http_sockaddr(const struct rl_config *cfg, struct sockaddr_storage *ss, bool *v6)
 {
     struct sockaddr_in *a4 = (struct sockaddr_in *)ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)ss;
@@ -779,8 +744,8 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
      * connection (fd, memory pool, a connection_limit slot) until
      * idle_timeout: a stateless way to fill the connection table
      * (tests/integration/test_hostile.c, half_closed_partial_requests_...). */
-    unsigned int flags = MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME |
-                         MHD_USE_ERROR_LOG | MHD_USE_TURBO;
+    unsigned int flags =
+        MHD_USE_POLL_INTERNAL_THREAD | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ERROR_LOG | MHD_USE_TURBO;
     bool v6;
 
     if (h == NULL) {
@@ -793,11 +758,9 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
         free(h);
         return NULL;
     }
-    if (v6)
-        flags |= MHD_USE_IPv6;
+    if (v6) flags |= MHD_USE_IPv6;
     pthread_mutex_init(&h->cfg_lock, NULL);
-    if (opts != NULL)
-        h->opts = *opts;
+    if (opts != NULL) h->opts = *opts;
     rl_http_slots(h, cfg);
     h->cfg = rl_config_ref(cfg);
     h->store = store;
@@ -812,8 +775,7 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
         cfg->connection_limit + RL_HTTP_LIMIT_SLACK, MHD_OPTION_CONNECTION_TIMEOUT,
         cfg->idle_timeout_s, MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)RL_HTTP_CONN_MEMORY,
         MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned int)1024, MHD_OPTION_NOTIFY_COMPLETED,
-        rl_http_completed, h, MHD_OPTION_NOTIFY_CONNECTION, rl_http_notify_conn, h,
-        MHD_OPTION_END);
+        rl_http_completed, h, MHD_OPTION_NOTIFY_CONNECTION, rl_http_notify_conn, h, MHD_OPTION_END);
     if (h->daemon == NULL) {
         rl_error_set(err, RL_EUNAVAIL, 500, "listen", "cannot listen on %s:%u: %s",
                      cfg->listen_host, cfg->listen_port, strerror(errno));
@@ -828,7 +790,10 @@ struct rl_http *rl_http_start(struct rl_config *cfg, struct rl_store *store,
     return h;
 }
 
-uint16_t rl_http_port(const struct rl_http *h) { return h->port; }
+uint16_t rl_http_port(const struct rl_http *h)
+{
+    return h->port;
+}
 
 void rl_http_set_config(struct rl_http *h, struct rl_config *cfg)
 {
@@ -859,10 +824,8 @@ int rl_http_drain(struct rl_http *h, int timeout_ms)
             struct sockaddr_storage ss;
             socklen_t sl = sizeof(ss);
             int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-            if (fd < 0)
-                break;
-            if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES)
-                close(fd);
+            if (fd < 0) break;
+            if (MHD_add_connection(h->daemon, fd, (struct sockaddr *)&ss, sl) != MHD_YES) close(fd);
         }
         close(lfd);
         usleep(50000); /* let just-added connections send their requests */
@@ -874,8 +837,7 @@ int rl_http_drain(struct rl_http *h, int timeout_ms)
 
 void rl_http_stop(struct rl_http *h)
 {
-    if (h == NULL)
-        return;
+    if (h == NULL) return;
     MHD_stop_daemon(h->daemon);
     rl_denycache_free(h->deny_cache);
     rl_config_unref(h->cfg);

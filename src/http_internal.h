@@ -39,10 +39,11 @@ struct rl_http {
     atomic_bool draining;
     atomic_uint_fast64_t seq; /* request-id generator */
     uint64_t seed;
-    struct rl_http_opts opts; /* tokens, metrics, reload */
-    struct rl_denycache *deny_cache; /* NULL: off (or the embedded store) */
-    atomic_int conns;                /* open client connections */
-    unsigned conn_limit;             /* cfg->connection_limit at start */
+    struct rl_http_opts opts;         /* tokens, metrics, reload */
+    struct rl_denycache *deny_cache;  /* NULL: off (or the embedded store) */
+    atomic_uint_fast64_t cache_epoch; /* store->epoch the deny cache was filled in */
+    atomic_int conns;                 /* open client connections */
+    unsigned conn_limit;              /* cfg->connection_limit at start */
 };
 
 struct rl_conn {
@@ -58,8 +59,9 @@ struct rl_conn {
     struct rl_bucket_ref refs[RL_MAX_POLICIES];
     size_t nrefs;
     struct rl_job job;
-    int64_t t_start_us; /* monotonic, for the latency histogram */
-    bool from_cache;    /* the decision came from the deny cache, not the store */
+    int64_t t_start_us;  /* monotonic, for the latency histogram */
+    bool from_cache;     /* the decision came from the deny cache, not the store */
+    uint64_t epoch;      /* store->epoch when the decision was asked for */
     enum rl_scope scope; /* /v1/limits and reset: the (scope, id) asked for */
     char id[RL_ID_MAX + 1];
     size_t id_len;
@@ -69,8 +71,8 @@ struct rl_conn {
 enum MHD_Result rl_http_send(struct rl_conn *c, const struct rl_reply *r);
 /* The error in the request's envelope (or the config's); `allow` adds Allow
  * (405), retry_after_s > 0 adds Retry-After. */
-enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err,
-                                   const char *allow, int retry_after_s);
+enum MHD_Result rl_http_send_error(struct rl_conn *c, const struct rl_error *err, const char *allow,
+                                   int retry_after_s);
 /* A JSON body with a status (no envelope). */
 enum MHD_Result rl_http_send_json(struct rl_conn *c, int status, const char *json);
 /* A query argument or header, binary-safe; v NULL when absent. */

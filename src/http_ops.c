@@ -39,15 +39,13 @@ static int rl_ops_authorize(struct rl_conn *c, bool write, struct rl_error *err)
     if (write && o->admin_token == NULL)
         return rl_error_set(err, RL_EINVAL, 403, "",
                             "admin endpoints are disabled: set RATELIMITD_ADMIN_TOKEN");
-    if (!write && o->read_token == NULL)
-        return RL_OK;
+    if (!write && o->read_token == NULL) return RL_OK;
     if (auth.v == NULL || auth.len < 8 || strncasecmp(auth.v, "Bearer ", 7) != 0)
         return rl_error_set(err, RL_EINVAL, 401, "Authorization",
                             "a Bearer token is required (Authorization: Bearer <token>)");
     tok = auth.v + 7;
     len = auth.len - 7;
-    if (o->admin_token != NULL && rl_ops_token_eq(tok, len, o->admin_token))
-        return RL_OK;
+    if (o->admin_token != NULL && rl_ops_token_eq(tok, len, o->admin_token)) return RL_OK;
     if (o->read_token != NULL && rl_ops_token_eq(tok, len, o->read_token))
         return write ? rl_error_set(err, RL_EINVAL, 403, "Authorization",
                                     "the read-only token cannot perform admin actions")
@@ -86,7 +84,8 @@ static int rl_ops_scope_id(struct rl_conn *c, struct rl_error *err)
             return rl_error_set(err, RL_EINVAL, 400, "body",
                                 "the body must be a JSON object {\"scope\":...,\"id\":...}");
         }
-        if (json_object_object_get_ex(root, "scope", &v) && json_object_is_type(v, json_type_string)) {
+        if (json_object_object_get_ex(root, "scope", &v) &&
+            json_object_is_type(v, json_type_string)) {
             scope.v = json_object_get_string(v);
             scope.len = (size_t)json_object_get_string_len(v);
         }
@@ -97,10 +96,9 @@ static int rl_ops_scope_id(struct rl_conn *c, struct rl_error *err)
     }
     rc = rl_ops_raw_ok(scope, "scope", 16, err);
     if (rc == RL_OK && (s = rl_scope_from_name(scope.v, scope.len)) < 0)
-        rc = rl_error_set(err, RL_EINVAL, 400, "scope",
-                          "unknown scope; use caller, key, org or ip");
-    if (rc == RL_OK)
-        rc = rl_ops_raw_ok(id, "id", RL_ID_MAX, err);
+        rc =
+            rl_error_set(err, RL_EINVAL, 400, "scope", "unknown scope; use caller, key, org or ip");
+    if (rc == RL_OK) rc = rl_ops_raw_ok(id, "id", RL_ID_MAX, err);
     if (rc == RL_OK) {
         c->scope = (enum rl_scope)s;
         memcpy(c->id, id.v, id.len);
@@ -132,8 +130,7 @@ static enum MHD_Result rl_ops_metrics(struct rl_conn *c)
         }
         buf = nb;
         n = rl_metrics_render(c->h->opts.metrics, up, buf, cap);
-        if (n < cap)
-            break;
+        if (n < cap) break;
         cap = n + 1;
     }
     resp = MHD_create_response_from_buffer(n, buf, MHD_RESPMEM_MUST_FREE);
@@ -158,8 +155,7 @@ static enum MHD_Result rl_ops_reload(struct rl_conn *c)
         rl_error_set(&err, RL_EINVAL, 400, "", "nothing to reload: started without --config");
         return rl_http_send_error(c, &err, NULL, 0);
     }
-    if (o->reload(o->reload_ud, &err) != RL_OK)
-        return rl_http_send_error(c, &err, NULL, 0);
+    if (o->reload(o->reload_ud, &err) != RL_OK) return rl_http_send_error(c, &err, NULL, 0);
     pthread_mutex_lock(&c->h->cfg_lock);
     snprintf(body, sizeof(body), "{\"reloaded\":true,\"policies\":%zu}", c->h->cfg->npolicies);
     pthread_mutex_unlock(&c->h->cfg_lock);
@@ -177,8 +173,7 @@ enum MHD_Result rl_http_ops_serve(struct rl_conn *c, const char *method)
         if (err.http_status == 401) {
             struct rl_reply *r = malloc(sizeof(*r));
             enum MHD_Result ret;
-            if (r == NULL)
-                return MHD_NO;
+            if (r == NULL) return MHD_NO;
             rl_render_error(&err, c->cfg->envelope, NULL, NULL, 0, r);
             rl_reply_add_header(r, "WWW-Authenticate", "Bearer realm=\"ratelimitd\"");
             ret = rl_http_send(c, r);
@@ -187,12 +182,9 @@ enum MHD_Result rl_http_ops_serve(struct rl_conn *c, const char *method)
         }
         return rl_http_send_error(c, &err, NULL, 0);
     }
-    if (c->route == RL_R_METRICS)
-        return rl_ops_metrics(c);
-    if (c->route == RL_R_RELOAD)
-        return rl_ops_reload(c);
-    if (rl_ops_scope_id(c, &err) != RL_OK)
-        return rl_http_send_error(c, &err, NULL, 0);
+    if (c->route == RL_R_METRICS) return rl_ops_metrics(c);
+    if (c->route == RL_R_RELOAD) return rl_ops_reload(c);
+    if (rl_ops_scope_id(c, &err) != RL_OK) return rl_http_send_error(c, &err, NULL, 0);
     rl_policy_for_id(c->cfg, c->scope, c->id, c->id_len, c->refs, RL_MAX_POLICIES, &n);
     c->nrefs = n;
     memset(&c->job, 0, sizeof(c->job));
@@ -215,13 +207,11 @@ static void rl_ops_put(char *buf, size_t cap, size_t *len, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (*len >= cap)
-        return;
+    if (*len >= cap) return;
     va_start(ap, fmt);
     n = vsnprintf(buf + *len, cap - *len, fmt, ap);
     va_end(ap);
-    if (n > 0)
-        *len += (size_t)n;
+    if (n > 0) *len += (size_t)n;
 }
 
 enum MHD_Result rl_http_ops_finish(struct rl_conn *c)
@@ -234,13 +224,13 @@ enum MHD_Result rl_http_ops_finish(struct rl_conn *c)
 
     if (d->status != RL_OK) {
         if (d->status == RL_ETIMEDOUT)
-            rl_error_set(&err, RL_ETIMEDOUT, 504, "", "the rate-limit store did not answer in time");
+            rl_error_set(&err, RL_ETIMEDOUT, 504, "",
+                         "the rate-limit store did not answer in time");
         else
             rl_error_set(&err, RL_EUNAVAIL, 503, "", "the rate-limit store is unavailable");
         return rl_http_send_error(c, &err, NULL, err.http_status == 503 ? 1 : 0);
     }
-    if ((buf = malloc(cap)) == NULL)
-        return MHD_NO;
+    if ((buf = malloc(cap)) == NULL) return MHD_NO;
     rl_json_string(id, sizeof(id), c->id, c->id_len);
     if (c->route == RL_R_RESET) {
         rl_http_forget_denied(c);

@@ -12,7 +12,10 @@
 static enum rl_log_level rl_log_level = RL_LOG_INFO;
 static const char *const rl_log_names[] = {"debug", "info", "warn", "error"};
 
-void rl_log_set_level(enum rl_log_level l) { rl_log_level = l; }
+void rl_log_set_level(enum rl_log_level l)
+{
+    rl_log_level = l;
+}
 
 static void rl_log_write(enum rl_log_level l, const char *msg, const char *fields);
 
@@ -21,8 +24,7 @@ void rl_log(enum rl_log_level l, const char *fmt, ...)
     char msg[1024];
     va_list ap;
 
-    if (l < rl_log_level)
-        return;
+    if (l < rl_log_level) return;
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
@@ -31,8 +33,7 @@ void rl_log(enum rl_log_level l, const char *fmt, ...)
 
 void rl_log_fields(enum rl_log_level l, const char *msg, const char *fields)
 {
-    if (l >= rl_log_level)
-        rl_log_write(l, msg, fields);
+    if (l >= rl_log_level) rl_log_write(l, msg, fields);
 }
 
 static void rl_log_write(enum rl_log_level l, const char *msg, const char *fields)

@@ -13,7 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define RL_DRAIN_MS 5000
+#define RL_DRAIN_MS        5000
+#define RL_DRAIN_FINISH_MS 1000 /* after the store stopped: answers already decided */
 
 struct rl_cli {
     const char *config;
@@ -71,8 +72,7 @@ static int rl_main_args(int argc, char **argv, struct rl_cli *cli)
         }
         *dst = argv[++i];
     }
-    if (cli->check_only && cli->config == NULL)
-        return RL_EINVAL;
+    if (cli->check_only && cli->config == NULL) return RL_EINVAL;
     return RL_OK;
 }
 
@@ -85,16 +85,13 @@ static int rl_main_load(const struct rl_cli *cli, struct rl_config **out, struct
 
     if (cli->config != NULL) {
         rc = rl_config_load(cli->config, &cfg, err);
-        if (rc != RL_OK)
-            return rc;
+        if (rc != RL_OK) return rc;
     } else if ((cfg = rl_config_default()) == NULL) {
         return rl_error_set(err, RL_ENOMEM, 500, "", "out of memory");
     }
     rc = RL_OK;
-    if (cli->listen != NULL)
-        rc = rl_config_set_listen(cfg, cli->listen, err);
-    if (rc == RL_OK && cli->redis != NULL)
-        rc = rl_config_set_redis_url(cfg, cli->redis, err);
+    if (cli->listen != NULL) rc = rl_config_set_listen(cfg, cli->listen, err);
+    if (rc == RL_OK && cli->redis != NULL) rc = rl_config_set_redis_url(cfg, cli->redis, err);
     if (rc != RL_OK) {
         rl_config_free(cfg);
         return rc;
@@ -137,11 +134,9 @@ static char *rl_main_token(const char *name)
     FILE *f;
     size_t n;
 
-    if (v != NULL && *v != '\0')
-        return strdup(v);
+    if (v != NULL && *v != '\0') return strdup(v);
     snprintf(fname, sizeof(fname), "%s_FILE", name);
-    if ((path = getenv(fname)) == NULL || *path == '\0')
-        return NULL;
+    if ((path = getenv(fname)) == NULL || *path == '\0') return NULL;
     if ((f = fopen(path, "r")) == NULL) {
         rl_log_error("%s: cannot read %s", fname, path);
         return NULL;
@@ -162,8 +157,8 @@ static struct rl_store *rl_main_store(const struct rl_config *cfg, struct rl_err
         return rl_store_memory_open(cfg->redis_prefix);
     }
     if (cfg->redis_unix != NULL)
-        rl_log_info("store: redis unix:%s db %d, timeout %d ms, failure_mode %s",
-                    cfg->redis_unix, cfg->redis_db, cfg->redis_timeout_ms,
+        rl_log_info("store: redis unix:%s db %d, timeout %d ms, failure_mode %s", cfg->redis_unix,
+                    cfg->redis_db, cfg->redis_timeout_ms,
                     cfg->failure_mode == RL_FAIL_OPEN ? "open" : "closed");
     else
         rl_log_info("store: redis %s:%u db %d, timeout %d ms, failure_mode %s", cfg->redis_host,
@@ -184,8 +179,7 @@ int main(int argc, char **argv)
     sigset_t set;
     int sig, left;
 
-    if (rl_main_args(argc, argv, &cli) != RL_OK)
-        return 2;
+    if (rl_main_args(argc, argv, &cli) != RL_OK) return 2;
     if (rl_main_load(&cli, &cfg, &err) != RL_OK) {
         fprintf(stderr, "ratelimitd: %s\n", err.message);
         return 1;
@@ -238,8 +232,7 @@ int main(int argc, char **argv)
                 cli.config ? cli.config : "embedded default");
 
     for (;;) {
-        if (sigwait(&set, &sig) != 0)
-            continue;
+        if (sigwait(&set, &sig) != 0) continue;
         if (sig == SIGHUP) {
             rl_main_reload(&m, &err);
             continue;
@@ -248,8 +241,14 @@ int main(int argc, char **argv)
     }
     rl_log_info("signal %d: draining (up to %d ms)", sig, RL_DRAIN_MS);
     left = rl_http_drain(http, RL_DRAIN_MS);
-    store->ops->close(store); /* finishes any job still pending */
+    /* Finish what still waits on the store (answered by failure_mode) and
+     * refuse new work, but keep the store alive: the HTTP threads may still
+     * call it until rl_http_stop. Then give the resumed requests a moment to
+     * be answered before the connections close. */
+    store->ops->stop(store);
+    if (left > 0) left = rl_http_drain(http, RL_DRAIN_FINISH_MS);
     rl_http_stop(http);
+    store->ops->close(store);
     rl_config_unref(cfg);
     rl_metrics_free(m.metrics);
     free((char *)opts.admin_token);

@@ -22,8 +22,7 @@ static void rl_policy_ref(const struct rl_config *cfg, size_t i, const char *id,
 /* The policy's match (if any) against the request's method and path. */
 static bool rl_policy_fits(const struct rl_policy *p, const struct rl_request *r)
 {
-    if (p->match_method != NULL && strcmp(p->match_method, r->method) != 0)
-        return false;
+    if (p->match_method != NULL && strcmp(p->match_method, r->method) != 0) return false;
     if (p->match_prefix != NULL && strncmp(r->path, p->match_prefix, strlen(p->match_prefix)))
         return false;
     return true;
@@ -37,8 +36,7 @@ int rl_policy_match(const struct rl_config *cfg, const struct rl_request *r,
     for (size_t i = 0; i < cfg->npolicies && k < cap; i++) {
         const struct rl_policy *p = &cfg->policies[i];
 
-        if (!r->has_id[p->scope] || !(r->policy_mask & (UINT32_C(1) << i)) ||
-            !rl_policy_fits(p, r))
+        if (!r->has_id[p->scope] || !(r->policy_mask & (UINT32_C(1) << i)) || !rl_policy_fits(p, r))
             continue;
         rl_policy_ref(cfg, i, r->id[p->scope], r->id_len[p->scope], &refs[k++]);
     }
@@ -52,8 +50,7 @@ int rl_policy_for_id(const struct rl_config *cfg, enum rl_scope scope, const cha
     size_t k = 0;
 
     for (size_t i = 0; i < cfg->npolicies && k < cap; i++)
-        if (cfg->policies[i].scope == scope)
-            rl_policy_ref(cfg, i, id, id_len, &refs[k++]);
+        if (cfg->policies[i].scope == scope) rl_policy_ref(cfg, i, id, id_len, &refs[k++]);
     *n = k;
     return RL_OK;
 }
@@ -63,15 +60,13 @@ size_t rl_escape_id(char *buf, size_t cap, const char *id, size_t len)
     static const char hex[] = "0123456789ABCDEF";
     size_t w = 0;
 
-    if (cap == 0)
-        return 0;
+    if (cap == 0) return 0;
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char)id[i];
         bool keep = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
                     c == '_' || c == '.' || c == '~' || c == '-';
 
-        if (w + (keep ? 1 : 3) >= cap)
-            break; /* cap too small: cut at a whole byte's escape */
+        if (w + (keep ? 1 : 3) >= cap) break; /* cap too small: cut at a whole byte's escape */
         if (keep) {
             buf[w++] = (char)c;
         } else {
@@ -90,8 +85,7 @@ size_t rl_policy_key(char *buf, size_t cap, const char *prefix, const struct rl_
     const char *scope = rl_scope_name(ref->policy->scope);
     size_t slen = strlen(scope), w = 0;
 
-    if (cap < plen + nlen + slen + 3)
-        return 0;
+    if (cap < plen + nlen + slen + 3) return 0;
     memcpy(buf + w, prefix, plen);
     w += plen;
     memcpy(buf + w, ref->policy->name, nlen);

@@ -117,8 +117,7 @@ static size_t rl_utf8_seq(const unsigned char *s, size_t len, size_t *skip)
     else if (c == 0xf4)
         hi = 0x8f; /* above U+10FFFF */
     for (i = 1; i < need && i < len; i++) {
-        if (s[i] < lo || s[i] > hi)
-            break;
+        if (s[i] < lo || s[i] > hi) break;
         lo = 0x80;
         hi = 0xbf;
     }
@@ -179,8 +178,7 @@ size_t rl_json_string(char *buf, size_t cap, const char *s, size_t len)
         }
     }
     rl_json_put(&j, "\"", 1);
-    if (cap > 0)
-        buf[j.w] = '\0';
+    if (cap > 0) buf[j.w] = '\0';
     return j.need;
 }
 
@@ -206,18 +204,14 @@ int rl_reply_add_header(struct rl_reply *r, const char *name, const char *fmt, .
     va_list ap;
     int n;
 
-    if (r->nheaders >= RL_REPLY_HEADERS_MAX || room == 0)
-        return RL_ETOOBIG;
+    if (r->nheaders >= RL_REPLY_HEADERS_MAX || room == 0) return RL_ETOOBIG;
     va_start(ap, fmt);
     n = vsnprintf(v, room, fmt, ap);
     va_end(ap);
-    if (n < 0)
-        return RL_EINVAL;
-    if ((size_t)n >= room)
-        return RL_ETOOBIG;
+    if (n < 0) return RL_EINVAL;
+    if ((size_t)n >= room) return RL_ETOOBIG;
     for (int i = 0; i < n; i++)
-        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f)
-            return RL_EINVAL;
+        if ((unsigned char)v[i] < 0x20 || v[i] == 0x7f) return RL_EINVAL;
     r->headers[r->nheaders].name = name;
     r->headers[r->nheaders].value = v;
     r->nheaders++;
@@ -261,8 +255,7 @@ static void rl_w_fmt(struct rl_w *w, const char *fmt, ...)
     va_list ap;
     int n;
 
-    if (w->over)
-        return;
+    if (w->over) return;
     va_start(ap, fmt);
     n = vsnprintf(w->buf + w->len, w->cap - w->len, fmt, ap);
     va_end(ap);
@@ -281,8 +274,7 @@ static void rl_w_str(struct rl_w *w, const char *s, size_t len)
         rl_w_fmt(w, "null");
         return;
     }
-    if (w->over)
-        return;
+    if (w->over) return;
     n = rl_json_string(w->buf + w->len, w->cap - w->len, s, len);
     if (n >= w->cap - w->len)
         w->over = true;
@@ -327,8 +319,7 @@ static int64_t rl_sub_sat(int64_t a, int64_t b)
 {
     int64_t r;
 
-    if (__builtin_sub_overflow(a, b, &r))
-        return b < 0 ? INT64_MAX : INT64_MIN;
+    if (__builtin_sub_overflow(a, b, &r)) return b < 0 ? INT64_MAX : INT64_MIN;
     return r;
 }
 
@@ -340,11 +331,10 @@ static const char *rl_seconds(int64_t n)
 /* The same rule as rl_request_envelope (request.h), kept here so render.c
  * links without request.c: envelope= first, then the policy's, then the
  * config's; anything out of range reads as problem. */
-static enum rl_envelope rl_render_envelope(const struct rl_request *r,
-                                           const struct rl_policy *pol,
+static enum rl_envelope rl_render_envelope(const struct rl_request *r, const struct rl_policy *pol,
                                            const struct rl_config *cfg)
 {
-    int e = r != NULL && r->envelope >= 0          ? r->envelope
+    int e = r != NULL && r->envelope >= 0       ? r->envelope
             : pol != NULL && pol->envelope >= 0 ? pol->envelope
                                                 : (int)cfg->envelope;
 
@@ -375,14 +365,11 @@ static int rl_sf_string(char *buf, size_t cap, const char *s)
 {
     size_t w = 0;
 
-    if (cap < 3)
-        return -1;
+    if (cap < 3) return -1;
     buf[w++] = '"';
     for (; *s != '\0'; s++) {
-        if ((*s == '"' || *s == '\\') && w + 1 < cap)
-            buf[w++] = '\\';
-        if (w + 2 >= cap)
-            return -1;
+        if ((*s == '"' || *s == '\\') && w + 1 < cap) buf[w++] = '\\';
+        if (w + 2 >= cap) return -1;
         buf[w++] = *s;
     }
     buf[w++] = '"';
@@ -404,22 +391,19 @@ static void rl_render_ietf(const struct rl_render_decision *in, struct rl_reply 
         const char *sep = plen > 0 ? ", " : "";
         int a, b;
 
-        if (ref->shadow || rl_sf_string(name, sizeof(name), ref->policy->name) < 0)
-            continue;
+        if (ref->shadow || rl_sf_string(name, sizeof(name), ref->policy->name) < 0) continue;
         a = snprintf(pol + plen, sizeof(pol) - plen, "%s%s;q=%lld;w=%lld", sep, name,
                      (long long)ref->lim.limit, (long long)rl_ceil_s(ref->lim.window_ms));
         b = snprintf(rate + rlen, sizeof(rate) - rlen, "%s%s;r=%lld;t=%lld", sep, name,
                      (long long)o->remaining, (long long)(t > 0 ? t : 0));
-        if (a < 0 || b < 0 || (size_t)a >= sizeof(pol) - plen ||
-            (size_t)b >= sizeof(rate) - rlen) {
+        if (a < 0 || b < 0 || (size_t)a >= sizeof(pol) - plen || (size_t)b >= sizeof(rate) - rlen) {
             pol[plen] = rate[rlen] = '\0';
             break;
         }
         plen += (size_t)a;
         rlen += (size_t)b;
     }
-    if (plen == 0)
-        return;
+    if (plen == 0) return;
     rl_reply_add_header(out, "RateLimit-Policy", "%s", pol);
     rl_reply_add_header(out, "RateLimit", "%s", rate);
 }
@@ -436,8 +420,7 @@ static void rl_render_rate_headers(const struct rl_render_decision *in, int gov,
         rl_reply_add_header(out, "X-RateLimit-Remaining", "%lld", (long long)o->remaining);
         rl_reply_add_header(out, "X-RateLimit-Reset", "%lld", (long long)rl_ceil_s(o->reset_ms));
     }
-    if (mode == RL_HDR_IETF || mode == RL_HDR_BOTH)
-        rl_render_ietf(in, out);
+    if (mode == RL_HDR_IETF || mode == RL_HDR_BOTH) rl_render_ietf(in, out);
 }
 
 /*----------------------------------------------------------------------------
@@ -464,13 +447,10 @@ static void rl_render_allowed(const struct rl_render_decision *in, int gov, stru
     }
     rl_w_fmt(&w, ",\"request_id\":");
     rl_w_str(&w, id, idlen);
-    if (in->degraded != RL_DEG_NONE)
-        rl_w_fmt(&w, ",\"degraded\":true");
-    if (d->replayed)
-        rl_w_fmt(&w, ",\"replayed\":true");
+    if (in->degraded != RL_DEG_NONE) rl_w_fmt(&w, ",\"degraded\":true");
+    if (d->replayed) rl_w_fmt(&w, ",\"replayed\":true");
     for (size_t i = 0; in->degraded == RL_DEG_NONE && i < d->n; i++) {
-        if (!in->refs[i].shadow || d->out[i].allowed)
-            continue;
+        if (!in->refs[i].shadow || d->out[i].allowed) continue;
         rl_w_fmt(&w, "%s", nshadow++ == 0 ? ",\"shadow_denied\":[" : ",");
         rl_w_cstr(&w, in->refs[i].policy->name);
     }
@@ -504,8 +484,10 @@ static void rl_deny_problem(const struct rl_deny *x, bool minimal, struct rl_w *
 
     snprintf(msg, sizeof(msg), "Rate limit of %lld per %s exceeded for %s; retry in %lld %s.",
              x->limit, x->window, x->scope, x->n, rl_seconds(x->n));
-    rl_w_fmt(w, "{\"type\":\"https://iana.org/assignments/http-problem-types#quota-exceeded\","
-                "\"status\":%d,\"title\":", x->status);
+    rl_w_fmt(w,
+             "{\"type\":\"https://iana.org/assignments/http-problem-types#quota-exceeded\","
+             "\"status\":%d,\"title\":",
+             x->status);
     rl_w_cstr(w, rl_status_text(x->status));
     rl_w_fmt(w, ",\"detail\":");
     rl_w_cstr(w, msg);
@@ -516,15 +498,16 @@ static void rl_deny_problem(const struct rl_deny *x, bool minimal, struct rl_w *
     if (!minimal) {
         rl_w_fmt(w, ",\"violated-policies\":[");
         for (size_t i = 0; i < in->d->n; i++) {
-            if (in->refs[i].shadow || in->d->out[i].allowed)
-                continue;
+            if (in->refs[i].shadow || in->d->out[i].allowed) continue;
             rl_w_fmt(w, "%s", nv++ > 0 ? "," : "");
             rl_w_cstr(w, in->refs[i].policy->name);
         }
         rl_w_fmt(w, "]");
     }
-    rl_w_fmt(w, ",\"retry_after_secs\":%lld,\"limit\":%lld,\"remaining\":%lld,\"reset\":%lld,"
-                "\"request_id\":", x->n, x->limit, (long long)x->o->remaining, x->reset_s);
+    rl_w_fmt(w,
+             ",\"retry_after_secs\":%lld,\"limit\":%lld,\"remaining\":%lld,\"reset\":%lld,"
+             "\"request_id\":",
+             x->n, x->limit, (long long)x->o->remaining, x->reset_s);
     rl_w_str(w, x->id, x->idlen);
     rl_w_fmt(w, "}");
 }
@@ -550,8 +533,8 @@ static void rl_deny_other(const struct rl_deny *x, enum rl_envelope env, struct 
     char msg[256];
 
     if (env == RL_ENV_TYPED) {
-        snprintf(msg, sizeof(msg), "Rate limit exceeded for %s. Please retry in %lld %s.",
-                 x->scope, x->n, rl_seconds(x->n));
+        snprintf(msg, sizeof(msg), "Rate limit exceeded for %s. Please retry in %lld %s.", x->scope,
+                 x->n, rl_seconds(x->n));
         rl_w_fmt(w, "{\"error\":{\"type\":\"rate_limit_error\",\"code\":\"rate_limit_exceeded\","
                     "\"message\":");
         rl_w_cstr(w, msg);
@@ -603,8 +586,7 @@ static void rl_render_denied(const struct rl_render_decision *in, int gov, struc
             rl_deny_error(&x, &w);
         else
             rl_deny_other(&x, env, &w);
-        if (!w.over)
-            break;
+        if (!w.over) break;
     }
     out->status = x.status;
     out->content_type = env == RL_ENV_PROBLEM ? rl_ct_problem : rl_ct_json;
@@ -631,8 +613,7 @@ void rl_render_decision(const struct rl_render_decision *in, struct rl_reply *ou
 {
     const struct rl_decision *d = in->d;
     bool degraded = in->degraded != RL_DEG_NONE;
-    int gov = in->governing >= 0 && (size_t)in->governing < d->n && !degraded ? in->governing
-                                                                                : -1;
+    int gov = in->governing >= 0 && (size_t)in->governing < d->n && !degraded ? in->governing : -1;
     size_t idlen;
 
     rl_reply_reset(out);
@@ -640,8 +621,7 @@ void rl_render_decision(const struct rl_render_decision *in, struct rl_reply *ou
         rl_render_bad_decision(in, out);
         return;
     }
-    if (gov >= 0)
-        rl_render_rate_headers(in, gov, out);
+    if (gov >= 0) rl_render_rate_headers(in, gov, out);
     if (!degraded && !d->allowed) {
         rl_render_denied(in, gov, out);
     } else if (in->auth) {
@@ -651,8 +631,7 @@ void rl_render_decision(const struct rl_render_decision *in, struct rl_reply *ou
     }
     if (degraded)
         rl_reply_add_header(out, "X-RateLimit-Degraded", "%s",
-                            in->degraded == RL_DEG_TIMEOUT ? "redis-timeout"
-                                                           : "redis-unavailable");
+                            in->degraded == RL_DEG_TIMEOUT ? "redis-timeout" : "redis-unavailable");
     rl_reply_add_header(out, "X-Request-ID", "%s", rl_request_id(in->req, &idlen));
 }
 
@@ -722,8 +701,7 @@ static void rl_err_other(const struct rl_errx *x, enum rl_envelope env, struct r
         rl_w_str(w, x->fieldlen > 0 ? x->field : NULL, x->fieldlen);
         rl_w_fmt(w, ",\"request_id\":");
         rl_w_cstr(w, x->id);
-        if (x->retry > 0)
-            rl_w_fmt(w, ",\"retry_after_secs\":%d", x->retry);
+        if (x->retry > 0) rl_w_fmt(w, ",\"retry_after_secs\":%d", x->retry);
         rl_w_fmt(w, "}}");
     } else if (env == RL_ENV_SIMPLE) {
         rl_w_fmt(w, "{\"error\":{\"message\":");
@@ -746,10 +724,9 @@ void rl_render_error(const struct rl_error *err, enum rl_envelope env, const cha
     struct rl_w w;
 
     rl_reply_reset(out);
-    if ((int)env < 0 || env >= RL_ENV_COUNT)
-        env = RL_ENV_PROBLEM;
-    x.status = err != NULL && err->http_status >= 100 && err->http_status <= 599
-                   ? err->http_status : 500;
+    if ((int)env < 0 || env >= RL_ENV_COUNT) env = RL_ENV_PROBLEM;
+    x.status =
+        err != NULL && err->http_status >= 100 && err->http_status <= 599 ? err->http_status : 500;
     x.type = rl_error_type(x.status);
     x.msg = err != NULL ? err->message : "internal error";
     x.msglen = err != NULL ? strnlen(err->message, sizeof(err->message)) : strlen(x.msg);
@@ -761,14 +738,11 @@ void rl_render_error(const struct rl_error *err, enum rl_envelope env, const cha
             rl_err_problem(&x, minimal, &w);
         else
             rl_err_other(&x, env, &w);
-        if (!w.over)
-            break;
+        if (!w.over) break;
     }
     out->status = x.status;
     out->content_type = env == RL_ENV_PROBLEM ? rl_ct_problem : rl_ct_json;
     out->body_len = w.over ? 0 : w.len;
-    if (retry_after_s > 0)
-        rl_reply_add_header(out, "Retry-After", "%d", retry_after_s);
-    if (request_id != NULL)
-        rl_reply_add_header(out, "X-Request-ID", "%s", request_id);
+    if (retry_after_s > 0) rl_reply_add_header(out, "Retry-After", "%d", retry_after_s);
+    if (request_id != NULL) rl_reply_add_header(out, "X-Request-ID", "%s", request_id);
 }

@@ -12,13 +12,15 @@
 static const char *const rl_request_param_name[RL_SCOPE_COUNT] = {"caller", "key", "org", "ip"};
 
 /* True when the byte is a control byte (0x00-0x1f, 0x7f). */
-static bool rl_request_ctl(unsigned char c) { return c < 0x20 || c == 0x7f; }
+static bool rl_request_ctl(unsigned char c)
+{
+    return c < 0x20 || c == 0x7f;
+}
 
 static bool rl_request_has_ctl(const char *s, size_t len)
 {
     for (size_t i = 0; i < len; i++)
-        if (rl_request_ctl((unsigned char)s[i]))
-            return true;
+        if (rl_request_ctl((unsigned char)s[i])) return true;
     return false;
 }
 
@@ -39,7 +41,10 @@ static int rl_request_id_value(struct rl_raw v, const char *what, char *dst, siz
     return RL_OK;
 }
 
-static bool rl_request_present(struct rl_raw v) { return v.v != NULL && v.len > 0; }
+static bool rl_request_present(struct rl_raw v)
+{
+    return v.v != NULL && v.len > 0;
+}
 
 /* The last entry of an X-Forwarded-For list, spaces trimmed: the address the
  * trusted proxy (nginx) appended. */
@@ -48,8 +53,7 @@ static struct rl_raw rl_request_last_forwarded(struct rl_raw xff)
     struct rl_raw r = {NULL, 0};
     size_t end, start;
 
-    if (!rl_request_present(xff))
-        return r;
+    if (!rl_request_present(xff)) return r;
     end = xff.len;
     start = end;
     while (start > 0 && xff.v[start - 1] != ',')
@@ -80,10 +84,8 @@ static int rl_request_ids(struct rl_request *out, const struct rl_request_input 
             v = rl_request_last_forwarded(in->forwarded_for);
             what = "X-Forwarded-For";
         }
-        if (!rl_request_present(v))
-            continue;
-        if ((rc = rl_request_id_value(v, what, out->id[s], &len, err)) != RL_OK)
-            return rc;
+        if (!rl_request_present(v)) continue;
+        if ((rc = rl_request_id_value(v, what, out->id[s], &len, err)) != RL_OK) return rc;
         out->id_len[s] = (uint8_t)len;
         out->has_id[s] = true;
     }
@@ -107,8 +109,7 @@ static int rl_request_method(struct rl_request *out, const struct rl_request_inp
         v = in->http_method;
         what = NULL;
     }
-    if (!rl_request_present(v))
-        return RL_OK; /* "": no match on method fits */
+    if (!rl_request_present(v)) return RL_OK; /* "": no match on method fits */
     if (v.len >= sizeof(out->method))
         return rl_error_set(err, RL_EINVAL, 400, what ? what : "method",
                             "%s is not an HTTP method (too long)", what ? what : "method");
@@ -139,14 +140,12 @@ static int rl_request_path(struct rl_request *out, const struct rl_request_input
         v = in->orig_uri;
         what = "X-Original-URI";
     }
-    if (!rl_request_present(v))
-        return RL_OK;
+    if (!rl_request_present(v)) return RL_OK;
     for (len = 0; len < v.len && v.v[len] != '?' && v.v[len] != '#'; len++)
         ;
     if (rl_request_has_ctl(v.v, len))
         return rl_error_set(err, RL_EINVAL, 400, what, "%s holds a control character", what);
-    if (len >= sizeof(out->path))
-        len = sizeof(out->path) - 1;
+    if (len >= sizeof(out->path)) len = sizeof(out->path) - 1;
     memcpy(out->path, v.v, len);
     out->path[len] = '\0';
     return RL_OK;
@@ -159,11 +158,9 @@ static int64_t rl_request_max_burst(const struct rl_config *cfg)
     for (size_t i = 0; i < cfg->npolicies; i++) {
         const struct rl_policy *p = &cfg->policies[i];
 
-        if (p->lim.burst > max)
-            max = p->lim.burst;
+        if (p->lim.burst > max) max = p->lim.burst;
         for (size_t k = 0; k < p->noverrides; k++)
-            if (p->overrides[k].lim.burst > max)
-                max = p->overrides[k].lim.burst;
+            if (p->overrides[k].lim.burst > max) max = p->overrides[k].lim.burst;
     }
     return max;
 }
@@ -177,17 +174,13 @@ static int rl_request_cost(struct rl_request *out, const struct rl_request_input
     struct rl_raw c = in->cost;
 
     out->cost = 1;
-    if (c.v == NULL)
-        return RL_OK;
-    if (c.len == 0 || c.len > 18)
-        goto bad;
+    if (c.v == NULL) return RL_OK;
+    if (c.len == 0 || c.len > 18) goto bad;
     for (size_t i = 0; i < c.len; i++) {
-        if (c.v[i] < '0' || c.v[i] > '9')
-            goto bad;
+        if (c.v[i] < '0' || c.v[i] > '9') goto bad;
         v = v * 10 + (c.v[i] - '0');
     }
-    if (v < 1 || v > max)
-        goto bad;
+    if (v < 1 || v > max) goto bad;
     out->cost = v;
     return RL_OK;
 bad:
@@ -204,8 +197,7 @@ static int rl_request_policies(struct rl_request *out, const struct rl_request_i
 
     out->policy_mask = UINT32_MAX;
     out->has_policy_filter = false;
-    if (v.v == NULL)
-        return RL_OK;
+    if (v.v == NULL) return RL_OK;
     out->policy_mask = 0;
     out->has_policy_filter = true;
     while (at <= v.len) {
@@ -225,10 +217,8 @@ static int rl_request_policies(struct rl_request *out, const struct rl_request_i
             memcpy(name, v.v + at, n);
             name[n] = '\0';
             for (size_t i = 0; i < n; i++)
-                if (rl_request_ctl((unsigned char)name[i]) || name[i] == '"')
-                    name[i] = '?';
-            return rl_error_set(err, RL_ENOTFOUND, 404, "policy", "no policy named \"%s\"",
-                                name);
+                if (rl_request_ctl((unsigned char)name[i]) || name[i] == '"') name[i] = '?';
+            return rl_error_set(err, RL_ENOTFOUND, 404, "policy", "no policy named \"%s\"", name);
         }
         out->policy_mask |= UINT32_C(1) << (p - cfg->policies);
         at = end + 1;
@@ -238,8 +228,7 @@ static int rl_request_policies(struct rl_request *out, const struct rl_request_i
 
 /* X-Request-ID: kept when it is 1..RL_ID_MAX printable ASCII bytes
  * (0x21-0x7e), else replaced by "req_" + 16 hex digits. */
-static void rl_request_rid(struct rl_request *out, const struct rl_request_input *in,
-                           uint64_t seed)
+static void rl_request_rid(struct rl_request *out, const struct rl_request_input *in, uint64_t seed)
 {
     struct rl_raw v = in->request_id;
     bool ok = v.v != NULL && v.len > 0 && v.len <= RL_ID_MAX;
@@ -286,11 +275,9 @@ int rl_request_build(struct rl_request *out, const struct rl_request_input *in,
         return rc;
     if (in->idem_key.v != NULL) {
         if (in->idem_key.len == 0)
-            return rl_error_set(err, RL_EINVAL, 400, "Idempotency-Key",
-                                "Idempotency-Key is empty");
+            return rl_error_set(err, RL_EINVAL, 400, "Idempotency-Key", "Idempotency-Key is empty");
         rc = rl_request_id_value(in->idem_key, "Idempotency-Key", out->idem_key, &len, err);
-        if (rc != RL_OK)
-            return rc;
+        if (rc != RL_OK) return rc;
     }
     return RL_OK;
 }

@@ -22,10 +22,10 @@ struct rl_mem_entry {
     struct rl_mem_entry *next;
     uint64_t hash;
     enum rl_mem_kind kind;
-    int64_t expire_ms; /* Unix ms: a bucket is full again / a record is stale */
-    struct rl_bucket_state st;     /* RL_MEM_BUCKET */
-    uint64_t fingerprint;          /* RL_MEM_IDEM */
-    struct rl_decision *decision;  /* RL_MEM_IDEM, owned */
+    int64_t expire_ms;            /* Unix ms: a bucket is full again / a record is stale */
+    struct rl_bucket_state st;    /* RL_MEM_BUCKET */
+    uint64_t fingerprint;         /* RL_MEM_IDEM */
+    struct rl_decision *decision; /* RL_MEM_IDEM, owned */
     size_t klen;
     char key[];
 };
@@ -37,13 +37,25 @@ struct rl_store_memory {
     size_t nslots; /* power of two */
     size_t count;
     size_t sweep_at; /* next slot the incremental sweep examines */
+    bool stopped;    /* rl_mem_stop: every decision is RL_EUNAVAIL */
 };
 
 static int rl_mem_submit(struct rl_store *s, struct rl_job *job);
 static bool rl_mem_ready(struct rl_store *s);
+static void rl_mem_stop(struct rl_store *s);
+/* Nothing runs in the background: only refuse what comes next. */
+static void rl_mem_stop(struct rl_store *s)
+{
+    struct rl_store_memory *m = (struct rl_store_memory *)s;
+
+    pthread_mutex_lock(&m->lock);
+    m->stopped = true;
+    pthread_mutex_unlock(&m->lock);
+}
+
 static void rl_mem_close(struct rl_store *s);
 
-static const struct rl_store_ops rl_mem_ops = {"memory", rl_mem_submit, rl_mem_ready,
+static const struct rl_store_ops rl_mem_ops = {"memory", rl_mem_submit, rl_mem_ready, rl_mem_stop,
                                                rl_mem_close};
 
 /*-----------------------------------------------------------------------------
@@ -68,8 +80,7 @@ static struct rl_mem_entry *rl_mem_find(struct rl_store_memory *m, const char *k
     struct rl_mem_entry *e = m->slots[h & (m->nslots - 1)];
 
     for (; e != NULL; e = e->next)
-        if (e->hash == h && e->klen == len && memcmp(e->key, key, len) == 0)
-            return e;
+        if (e->hash == h && e->klen == len && memcmp(e->key, key, len) == 0) return e;
     return NULL;
 }
 
@@ -103,11 +114,9 @@ static void rl_mem_grow(struct rl_store_memory *m)
     size_t n = m->nslots * 2;
     struct rl_mem_entry **slots;
 
-    if (m->count < m->nslots / 4 * 3)
-        return;
+    if (m->count < m->nslots / 4 * 3) return;
     slots = calloc(n, sizeof(*slots));
-    if (slots == NULL)
-        return;
+    if (slots == NULL) return;
     for (size_t i = 0; i < m->nslots; i++) {
         struct rl_mem_entry *e = m->slots[i], *next;
 
@@ -131,12 +140,10 @@ static struct rl_mem_entry *rl_mem_upsert(struct rl_store_memory *m, const char 
     struct rl_mem_entry *e = rl_mem_find(m, key, len, h);
     size_t i;
 
-    if (e != NULL)
-        return e;
+    if (e != NULL) return e;
     rl_mem_grow(m);
     e = calloc(1, sizeof(*e) + len + 1);
-    if (e == NULL)
-        return NULL;
+    if (e == NULL) return NULL;
     e->hash = h;
     e->kind = kind;
     e->klen = len;
@@ -213,8 +220,7 @@ static int rl_mem_charge(struct rl_store_memory *m, const struct rl_job *job,
             return RL_ENOMEM;
     }
     for (size_t i = 0; i < job->n; i++) {
-        if (!res[i].allowed)
-            continue;
+        if (!res[i].allowed) continue;
         if (ttl[i] == 0) {
             rl_mem_delete(m, keys[i], klen[i], rl_mem_hash(keys[i], klen[i]));
             continue;
@@ -242,11 +248,9 @@ static int rl_mem_eval(struct rl_store_memory *m, struct rl_job *job, char (*key
     for (size_t i = 0; i < job->n; i++) {
         cur[i] = rl_mem_state(m, keys[i], klen[i]);
         rl_bucket_eval(&job->refs[i].lim, &cur[i], now, cost, &next[i], &res[i]);
-        if (!job->refs[i].shadow && !res[i].allowed)
-            d->allowed = false;
+        if (!job->refs[i].shadow && !res[i].allowed) d->allowed = false;
     }
-    if (cost > 0 && d->allowed)
-        rc = rl_mem_charge(m, job, keys, klen, next, res, now);
+    if (cost > 0 && d->allowed) rc = rl_mem_charge(m, job, keys, klen, next, res, now);
     for (size_t i = 0; i < job->n; i++) {
         if (cost > 0 && res[i].allowed && !d->allowed) {
             struct rl_bucket_state same;
@@ -277,13 +281,12 @@ static void rl_mem_reset(struct rl_store_memory *m, struct rl_job *job, char (*k
 /* Replay or refuse from the idempotency record of job, if there is a live one.
  * Returns true when the decision is answered (replayed or RL_ECONFLICT).
  * A record of another bucket count (the config changed) is a conflict too. */
-static bool rl_mem_idem_lookup(struct rl_store_memory *m, const struct rl_job *job,
-                               const char *key, size_t len, int64_t now, struct rl_decision *d)
+static bool rl_mem_idem_lookup(struct rl_store_memory *m, const struct rl_job *job, const char *key,
+                               size_t len, int64_t now, struct rl_decision *d)
 {
     struct rl_mem_entry *e = rl_mem_find(m, key, len, rl_mem_hash(key, len));
 
-    if (e == NULL || e->kind != RL_MEM_IDEM || e->expire_ms <= now)
-        return false;
+    if (e == NULL || e->kind != RL_MEM_IDEM || e->expire_ms <= now) return false;
     if (e->fingerprint != job->fingerprint || e->decision->n != job->n) {
         d->status = RL_ECONFLICT;
         d->allowed = false;
@@ -300,8 +303,7 @@ static int rl_mem_idem_store(struct rl_store_memory *m, const struct rl_job *job
 {
     struct rl_mem_entry *e = rl_mem_upsert(m, key, len, RL_MEM_IDEM);
 
-    if (e == NULL)
-        return RL_ENOMEM;
+    if (e == NULL) return RL_ENOMEM;
     if (e->decision == NULL) {
         e->decision = malloc(sizeof(*e->decision));
         if (e->decision == NULL) {
@@ -344,6 +346,12 @@ static int rl_mem_submit(struct rl_store *s, struct rl_job *job)
     }
 
     pthread_mutex_lock(&m->lock);
+    if (m->stopped) {
+        pthread_mutex_unlock(&m->lock);
+        memset(d, 0, sizeof(*d));
+        d->status = RL_EUNAVAIL;
+        return RL_OK;
+    }
     now = rl_now_ms();
     d->now_ms = now;
     rl_mem_sweep(m, now);
@@ -361,8 +369,7 @@ static int rl_mem_submit(struct rl_store *s, struct rl_job *job)
         rc = RL_ENOMEM; /* the decision stands, unrecorded */
     pthread_mutex_unlock(&m->lock);
 
-    if (rc != RL_OK)
-        rl_log_error("memory store: out of memory");
+    if (rc != RL_OK) rl_log_error("memory store: out of memory");
     return RL_OK;
 }
 
@@ -376,8 +383,7 @@ static void rl_mem_close(struct rl_store *s)
 {
     struct rl_store_memory *m = (struct rl_store_memory *)s;
 
-    if (m == NULL)
-        return;
+    if (m == NULL) return;
     for (size_t i = 0; i < m->nslots; i++) {
         struct rl_mem_entry *e = m->slots[i], *next;
 
@@ -395,8 +401,7 @@ struct rl_store *rl_store_memory_open(const char *prefix)
 {
     struct rl_store_memory *m = calloc(1, sizeof(*m));
 
-    if (m == NULL)
-        return NULL;
+    if (m == NULL) return NULL;
     m->slots = calloc(RL_MEM_INIT_SLOTS, sizeof(*m->slots));
     if (m->slots == NULL || pthread_mutex_init(&m->lock, NULL) != 0) {
         free(m->slots);

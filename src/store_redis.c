@@ -27,7 +27,7 @@
 #define RL_REDIS_CONNECT_MS   1000  /* connect + AUTH + SELECT + SCRIPT LOAD */
 #define RL_REDIS_BACKOFF_MIN  50    /* ms before the first reconnect, doubling */
 #define RL_REDIS_BACKOFF_MAX  1000
-#define RL_REDIS_STUCK_MIN_MS 1000  /* a call older than max(this, 20*timeout): stuck */
+#define RL_REDIS_STUCK_MIN_MS 1000 /* a call older than max(this, 20*timeout): stuck */
 #define RL_REDIS_IDEM_MAX     (64 + 5 + 17 + 3 * RL_ID_MAX + 1)
 
 /*-----------------------------------------------------------------------------
@@ -242,7 +242,7 @@ struct rl_store_redis {
     struct rl_redis_ev ev;
     uint64_t gens;
     int64_t connect_deadline, reconnect_at, backoff; /* monotonic ms */
-    bool drop;       /* a callback asks the loop to drop the connection */
+    bool drop; /* a callback asks the loop to drop the connection */
     bool logged_down;
     char sha[41];
     struct rl_redis_batch *first, *last; /* in flight */
@@ -252,16 +252,18 @@ struct rl_store_redis {
     pthread_mutex_t lock;
     atomic_int state; /* written under lock, by the loop thread */
     bool closing;
+    bool joined;                /* rl_redis_stop has (or is) joining the loop thread */
     struct rl_job *head, *tail; /* the queue, in deadline order */
     atomic_int pending;         /* queued + in-flight jobs */
 };
 
 static int rl_redis_submit(struct rl_store *s, struct rl_job *job);
 static bool rl_redis_ready(struct rl_store *s);
+static void rl_redis_stop(struct rl_store *s);
 static void rl_redis_close(struct rl_store *s);
 
 static const struct rl_store_ops rl_redis_ops = {"redis", rl_redis_submit, rl_redis_ready,
-                                                 rl_redis_close};
+                                                 rl_redis_stop, rl_redis_close};
 
 static void rl_redis_connect(struct rl_store_redis *s);
 static int rl_redis_send(struct rl_store_redis *s, struct rl_redis_batch *b, bool full);
@@ -299,8 +301,7 @@ static void rl_redis_ev_update(struct rl_redis_ev *e)
     ev.events = (e->reading ? EPOLLIN : 0) | (e->writing ? EPOLLOUT : 0);
     ev.data.u64 = e->gen;
     if (ev.events == 0) {
-        if (e->added)
-            epoll_ctl(e->s->epfd, EPOLL_CTL_DEL, e->fd, NULL);
+        if (e->added) epoll_ctl(e->s->epfd, EPOLL_CTL_DEL, e->fd, NULL);
         e->added = false;
         return;
     }
@@ -388,8 +389,7 @@ static void rl_redis_ev_dispatch(struct rl_store_redis *s, const struct epoll_ev
     }
     if (ac == NULL || gen != s->ev.gen)
         return; /* an event of a connection closed earlier in this round */
-    if ((ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && s->ev.reading)
-        redisAsyncHandleRead(ac);
+    if ((ev->events & (EPOLLIN | EPOLLERR | EPOLLHUP)) && s->ev.reading) redisAsyncHandleRead(ac);
     if (s->ac == ac && gen == s->ev.gen && s->ev.writing &&
         (ev->events & (EPOLLOUT | EPOLLERR | EPOLLHUP)))
         redisAsyncHandleWrite(ac);
@@ -440,8 +440,7 @@ static int rl_redis_submit(struct rl_store *base, struct rl_job *job)
     pthread_mutex_unlock(&s->lock);
     /* a non-empty queue is the loop's business already: it drains the queue
      * whenever it can send and wakes for the head's deadline */
-    if (was_empty)
-        rl_redis_wake(s);
+    if (was_empty) rl_redis_wake(s);
     return RL_AGAIN;
 }
 
@@ -462,8 +461,7 @@ static struct rl_job *rl_redis_take(struct rl_store_redis *s, size_t max, size_t
     for (j = list; j->next != NULL && (max == 0 || k < max); j = j->next)
         k++;
     s->head = j->next;
-    if (s->head == NULL)
-        s->tail = NULL;
+    if (s->head == NULL) s->tail = NULL;
     j->next = NULL;
     pthread_mutex_unlock(&s->lock);
     *n = k;
@@ -482,8 +480,7 @@ static struct rl_job *rl_redis_take_expired(struct rl_store_redis *s, int64_t no
         s->head = s->head->next;
     }
     *tailp = NULL;
-    if (s->head == NULL)
-        s->tail = NULL;
+    if (s->head == NULL) s->tail = NULL;
     pthread_mutex_unlock(&s->lock);
     return list;
 }
@@ -527,8 +524,7 @@ static void rl_redis_drop(struct rl_store_redis *s, const char *why)
 
     s->ac = NULL; /* the disconnect callback ignores a context it no longer owns */
     s->drop = false;
-    if (ac != NULL)
-        redisAsyncFree(ac);
+    if (ac != NULL) redisAsyncFree(ac);
     rl_redis_down(s, why);
 }
 
@@ -538,8 +534,7 @@ static void rl_redis_on_hello(redisAsyncContext *ac, void *r, void *priv)
     struct rl_store_redis *s = priv;
     redisReply *reply = r;
 
-    if (reply == NULL || ac != s->ac)
-        return; /* the connection is going away: handled there */
+    if (reply == NULL || ac != s->ac) return; /* the connection is going away: handled there */
     if (reply->type == REDIS_REPLY_ERROR) {
         rl_log_error("redis: AUTH/SELECT refused: %s", reply->str);
         s->drop = true;
@@ -553,19 +548,18 @@ static void rl_redis_on_script(redisAsyncContext *ac, void *r, void *priv)
     struct rl_store_redis *s = priv;
     redisReply *reply = r;
 
-    if (reply == NULL || ac != s->ac)
-        return;
+    if (reply == NULL || ac != s->ac) return;
     if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
         rl_log_error("redis: SCRIPT LOAD failed: %s",
                      reply->type == REDIS_REPLY_ERROR ? reply->str : "unexpected reply");
-        if (atomic_load(&s->state) != RL_REDIS_READY)
-            s->drop = true;
+        if (atomic_load(&s->state) != RL_REDIS_READY) s->drop = true;
         return;
     }
     memcpy(s->sha, reply->str, 40);
     s->sha[40] = '\0';
     /* after a refused AUTH the connection is the default user's: not ours */
     if (atomic_load(&s->state) != RL_REDIS_READY && !s->drop) {
+        atomic_fetch_add(&s->base.epoch, 1); /* it may have restarted empty */
         rl_redis_set_state(s, RL_REDIS_READY);
         s->backoff = RL_REDIS_BACKOFF_MIN;
         s->logged_down = false;
@@ -585,8 +579,7 @@ static void rl_redis_on_connect(const redisAsyncContext *cac, int status)
     redisAsyncContext *ac = (redisAsyncContext *)cac;
     int rc = REDIS_OK;
 
-    if (ac != s->ac)
-        return;
+    if (ac != s->ac) return;
     if (status != REDIS_OK) {
         s->ac = NULL; /* hiredis frees it after this callback */
         rl_redis_down(s, ac->c.errstr);
@@ -598,10 +591,8 @@ static void rl_redis_on_connect(const redisAsyncContext *cac, int status)
         rc = redisAsyncCommand(ac, rl_redis_on_hello, s, "AUTH %s", s->password);
     if (rc == REDIS_OK && s->db != 0)
         rc = redisAsyncCommand(ac, rl_redis_on_hello, s, "SELECT %d", s->db);
-    if (rc == REDIS_OK)
-        rc = rl_redis_script_load(s);
-    if (rc != REDIS_OK)
-        s->drop = true;
+    if (rc == REDIS_OK) rc = rl_redis_script_load(s);
+    if (rc != REDIS_OK) s->drop = true;
 }
 
 /* The connection ended (any cause, after its pending callbacks ran with NULL). */
@@ -610,8 +601,7 @@ static void rl_redis_on_disconnect(const redisAsyncContext *ac, int status)
     struct rl_store_redis *s = ac->data;
 
     (void)status;
-    if (ac != s->ac)
-        return; /* dropped by rl_redis_drop, which handles the rest */
+    if (ac != s->ac) return; /* dropped by rl_redis_drop, which handles the rest */
     s->ac = NULL;
     rl_redis_down(s, ac->errstr != NULL ? ac->errstr : "connection closed");
 }
@@ -629,8 +619,7 @@ static void rl_redis_connect(struct rl_store_redis *s)
         char why[128];
 
         snprintf(why, sizeof(why), "%s", ac ? ac->errstr : "out of memory");
-        if (ac != NULL)
-            redisAsyncFree(ac);
+        if (ac != NULL) redisAsyncFree(ac);
         rl_redis_down(s, why);
         return;
     }
@@ -731,8 +720,7 @@ static int rl_redis_build(struct rl_store_redis *s, const struct rl_redis_batch 
     v->argv = malloc((size_t)v->argc * sizeof(*v->argv));
     v->len = malloc((size_t)v->argc * sizeof(*v->len));
     v->buf = malloc(v->cap);
-    if (v->argv == NULL || v->len == NULL || v->buf == NULL)
-        return RL_ENOMEM;
+    if (v->argv == NULL || v->len == NULL || v->buf == NULL) return RL_ENOMEM;
     v->argv[0] = full ? "EVAL" : "EVALSHA";
     v->len[0] = strlen(v->argv[0]);
     v->argv[1] = full ? rl_redis_script : s->sha;
@@ -771,8 +759,7 @@ static void rl_redis_unlink(struct rl_store_redis *s, struct rl_redis_batch *b)
 static void rl_redis_batch_end(struct rl_store_redis *s, struct rl_redis_batch *b, int status)
 {
     for (size_t i = 0; i < b->njobs; i++)
-        if (b->jobs[i] != NULL)
-            rl_redis_finish(s, b->jobs[i], status);
+        if (b->jobs[i] != NULL) rl_redis_finish(s, b->jobs[i], status);
     free(b);
 }
 
@@ -784,17 +771,14 @@ static int rl_redis_parse(struct rl_redis_batch *b, const redisReply *r)
 
     for (size_t i = 0; i < b->njobs; i++)
         need += 2 + 4 * b->nb[i];
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != need)
-        return RL_EINTERNAL;
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != need) return RL_EINTERNAL;
     for (size_t i = 0; i < need; i++)
-        if (r->element[i]->type != REDIS_REPLY_INTEGER)
-            return RL_EINTERNAL;
+        if (r->element[i]->type != REDIS_REPLY_INTEGER) return RL_EINTERNAL;
     for (size_t i = 0; i < b->njobs; at += 2 + 4 * b->nb[i], i++) {
         struct rl_decision *d;
         redisReply **e = r->element + at;
 
-        if (b->jobs[i] == NULL)
-            continue; /* answered at its deadline already */
+        if (b->jobs[i] == NULL) continue; /* answered at its deadline already */
         d = &b->jobs[i]->result;
         memset(d, 0, sizeof(*d));
         d->status = e[0]->integer == 2 ? RL_ECONFLICT : RL_OK;
@@ -818,8 +802,7 @@ static void rl_redis_compact(struct rl_redis_batch *b)
     size_t n = 0;
 
     for (size_t i = 0; i < b->njobs; i++) {
-        if (b->jobs[i] == NULL)
-            continue;
+        if (b->jobs[i] == NULL) continue;
         b->jobs[n] = b->jobs[i];
         b->nb[n++] = b->nb[i];
     }
@@ -850,9 +833,9 @@ static void rl_redis_on_batch(redisAsyncContext *ac, void *r, void *priv)
             return;
         }
         rl_log_warn("redis: script not loaded (NOSCRIPT): resending with EVAL");
+        atomic_fetch_add(&s->base.epoch, 1); /* flushed, or another server */
         rl_redis_script_load(s);
-        if (rl_redis_send(s, b, true) != RL_OK)
-            rl_redis_batch_end(s, b, RL_EUNAVAIL);
+        if (rl_redis_send(s, b, true) != RL_OK) rl_redis_batch_end(s, b, RL_EUNAVAIL);
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR) {
@@ -886,8 +869,7 @@ static int rl_redis_send(struct rl_store_redis *s, struct rl_redis_batch *b, boo
     }
     rc = redisAsyncCommandArgv(s->ac, rl_redis_on_batch, b, v.argc, v.argv, v.len);
     rl_redis_argv_free(&v);
-    if (rc != REDIS_OK)
-        return RL_EUNAVAIL;
+    if (rc != REDIS_OK) return RL_EUNAVAIL;
     b->sent_ms = rl_mono_ms();
     b->prev = s->last;
     b->next = NULL;
@@ -910,8 +892,7 @@ static void rl_redis_pump(struct rl_store_redis *s)
         struct rl_job *list;
         size_t n;
 
-        if (b == NULL)
-            return; /* the jobs wait, at worst until their deadline */
+        if (b == NULL) return; /* the jobs wait, at worst until their deadline */
         list = rl_redis_take(s, RL_REDIS_BATCH_MAX, &n);
         if (list == NULL) {
             free(b);
@@ -941,23 +922,20 @@ static int rl_redis_wait_ms(struct rl_store_redis *s)
     int64_t now = rl_mono_ms(), t = INT64_MAX;
 
     pthread_mutex_lock(&s->lock);
-    if (s->head != NULL)
-        t = s->head->deadline_ms;
+    if (s->head != NULL) t = s->head->deadline_ms;
     pthread_mutex_unlock(&s->lock);
     if (s->first != NULL && s->first->sent_ms + s->stuck_ms < t)
         t = s->first->sent_ms + s->stuck_ms;
     for (struct rl_redis_batch *b = s->first; b != NULL; b = b->next)
         for (size_t i = 0; i < b->njobs; i++)
-            if (b->jobs[i] != NULL && b->jobs[i]->deadline_ms < t)
-                t = b->jobs[i]->deadline_ms;
+            if (b->jobs[i] != NULL && b->jobs[i]->deadline_ms < t) t = b->jobs[i]->deadline_ms;
     if (s->ac != NULL && s->drop)
         t = now;
     else if (s->ac != NULL && atomic_load(&s->state) != RL_REDIS_READY && s->connect_deadline < t)
         t = s->connect_deadline;
     else if (s->ac == NULL && s->reconnect_at < t)
         t = s->reconnect_at;
-    if (t == INT64_MAX)
-        return -1;
+    if (t == INT64_MAX) return -1;
     return t <= now ? 0 : t - now > INT_MAX ? INT_MAX : (int)(t - now);
 }
 
@@ -997,8 +975,7 @@ static void rl_redis_shutdown(struct rl_store_redis *s)
     size_t n;
 
     s->ac = NULL;
-    if (ac != NULL)
-        redisAsyncFree(ac);
+    if (ac != NULL) redisAsyncFree(ac);
     while (s->first != NULL) { /* none left after redisAsyncFree; be sure */
         struct rl_redis_batch *b = s->first;
 
@@ -1044,10 +1021,8 @@ static bool rl_redis_ready(struct rl_store *base)
 
 static void rl_redis_free(struct rl_store_redis *s)
 {
-    if (s->epfd >= 0)
-        close(s->epfd);
-    if (s->evfd >= 0)
-        close(s->evfd);
+    if (s->epfd >= 0) close(s->epfd);
+    if (s->evfd >= 0) close(s->evfd);
     pthread_mutex_destroy(&s->lock);
     free(s->unix_path);
     free(s->user);
@@ -1055,30 +1030,38 @@ static void rl_redis_free(struct rl_store_redis *s)
     free(s);
 }
 
-static void rl_redis_close(struct rl_store *base)
+/* The loop thread finishes every job (RL_EUNAVAIL) and ends; submissions
+ * after this answer RL_EUNAVAIL at once (closing). Safe to call twice. */
+static void rl_redis_stop(struct rl_store *base)
 {
     struct rl_store_redis *s = (struct rl_store_redis *)base;
+    bool join;
 
-    if (s == NULL)
-        return;
     pthread_mutex_lock(&s->lock);
     s->closing = true;
+    join = !s->joined;
+    s->joined = true;
     pthread_mutex_unlock(&s->lock);
+    if (!join) return;
     atomic_store(&s->stop, true);
     rl_redis_wake(s);
     pthread_join(s->thread, NULL);
-    rl_redis_free(s);
+}
+
+static void rl_redis_close(struct rl_store *base)
+{
+    if (base == NULL) return;
+    rl_redis_stop(base);
+    rl_redis_free((struct rl_store_redis *)base);
 }
 
 static char *rl_redis_strdup(const char *str, bool *failed)
 {
     char *copy;
 
-    if (str == NULL)
-        return NULL;
+    if (str == NULL) return NULL;
     copy = strdup(str);
-    if (copy == NULL)
-        *failed = true;
+    if (copy == NULL) *failed = true;
     return copy;
 }
 
@@ -1089,15 +1072,12 @@ static int rl_redis_start(struct rl_store_redis *s)
 
     s->epfd = epoll_create1(EPOLL_CLOEXEC);
     s->evfd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (s->epfd < 0 || s->evfd < 0)
-        return RL_EINTERNAL;
+    if (s->epfd < 0 || s->evfd < 0) return RL_EINTERNAL;
     memset(&ev, 0, sizeof(ev));
     ev.events = EPOLLIN;
     ev.data.u64 = 0;
-    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0)
-        return RL_EINTERNAL;
-    if (pthread_create(&s->thread, NULL, rl_redis_loop, s) != 0)
-        return RL_EINTERNAL;
+    if (epoll_ctl(s->epfd, EPOLL_CTL_ADD, s->evfd, &ev) != 0) return RL_EINTERNAL;
+    if (pthread_create(&s->thread, NULL, rl_redis_loop, s) != 0) return RL_EINTERNAL;
     return RL_OK;
 }
 
@@ -1119,8 +1099,7 @@ static int rl_redis_copy_config(struct rl_store_redis *s, const struct rl_config
         snprintf(s->name, sizeof(s->name), "%s:%d", s->host, s->port);
     s->timeout_ms = cfg->redis_timeout_ms > 0 ? cfg->redis_timeout_ms : 1;
     s->stuck_ms = 20 * (int64_t)s->timeout_ms;
-    if (s->stuck_ms < RL_REDIS_STUCK_MIN_MS)
-        s->stuck_ms = RL_REDIS_STUCK_MIN_MS;
+    if (s->stuck_ms < RL_REDIS_STUCK_MIN_MS) s->stuck_ms = RL_REDIS_STUCK_MIN_MS;
     return failed ? RL_ENOMEM : RL_OK;
 }
 

@@ -22,7 +22,10 @@ static struct rl_test_daemon d;
 
 static char *const TOKENS[] = {"RATELIMITD_ADMIN_TOKEN=admin-secret", NULL};
 
-static void setup(void) { cr_assert_eq(rl_test_redis_start(&redis), 0); }
+static void setup(void)
+{
+    cr_assert_eq(rl_test_redis_start(&redis), 0);
+}
 
 static void teardown(void)
 {
@@ -225,8 +228,7 @@ Test(cache, reload_clears_it)
     int st = 429;
     for (int i = 0; i < 100 && st == 429; i++) { /* the reload is asynchronous */
         st = status_of("key=h", NULL);
-        if (st == 429)
-            sleep_ms(20);
+        if (st == 429) sleep_ms(20);
     }
     cr_assert_eq(st, 200, "the raised limit applies at once, no cached denial");
 }
@@ -268,13 +270,14 @@ Test(cache, all_or_nothing_with_a_cached_bucket)
     up(NULL, "[{\"name\":\"per-key\",\"scope\":\"key\",\"limit\":1,\"window\":\"1m\"},"
              "{\"name\":\"per-org\",\"scope\":\"org\",\"limit\":5,\"window\":\"1m\"}]");
     cr_assert_eq(status_of("key=a&org=o", NULL), 200);
-    cr_assert_eq(status_of("key=a&org=o", NULL), 429); /* from Redis */
+    cr_assert_eq(status_of("key=a&org=o", NULL), 429);   /* from Redis */
     cr_assert_eq(check("key=a&org=o", NULL, &res), 429); /* from the cache */
     cr_assert_eq(hdr(&res, "X-RateLimit-Limit"), 1);
     rl_test_response_free(&res);
     cr_assert_eq(check("key=b&org=o", NULL, &res), 200);
     cr_assert_eq(hdr(&res, "X-RateLimit-Limit"), 1);
-    cr_assert_str_eq(rl_test_header(&res, "RateLimit"), "\"per-key\";r=0;t=60, \"per-org\";r=3;t=24");
+    cr_assert_str_eq(rl_test_header(&res, "RateLimit"),
+                     "\"per-key\";r=0;t=60, \"per-org\";r=3;t=24");
     rl_test_response_free(&res);
 }
 
@@ -313,8 +316,8 @@ static void *pipe_run(void *p)
         if (res.status != 200 || rem == NULL || strtol(rem, NULL, 10) != want || got == NULL ||
             strcmp(got, rid) != 0) {
             a->bad++;
-            snprintf(a->why, sizeof(a->why), "%s: status %d remaining %s (want %ld) id %s",
-                     path, res.status, rem ? rem : "-", want, got ? got : "-");
+            snprintf(a->why, sizeof(a->why), "%s: status %d remaining %s (want %ld) id %s", path,
+                     res.status, rem ? rem : "-", want, got ? got : "-");
         }
         rl_test_response_free(&res);
     }
@@ -339,11 +342,38 @@ Test(cache, pipelined_replies_reach_their_requests)
         pthread_join(th[i], NULL);
         bad += a[i].bad;
         answered += a[i].answered;
-        if (a[i].bad)
-            fprintf(stderr, "thread %d: %s\n", i, a[i].why);
+        if (a[i].bad) fprintf(stderr, "thread %d: %s\n", i, a[i].why);
     }
     cr_assert_eq(answered, N * 10);
     cr_assert_eq(bad, 0, "%d replies went astray or were wrong", bad);
     /* batching: fewer script calls than decisions is allowed, more is not */
     cr_assert_leq(evals() - before, N * 10);
+}
+
+/* Redis restarted empty: every bucket is full again, and the deny cache,
+ * learned from the old state, is dropped when the store reconnects. */
+Test(cache, redis_restart_clears_it)
+{
+    up(NULL, TWO_PER_MIN);
+    for (int i = 0; i < 2; i++)
+        cr_assert_eq(status_of("key=z", NULL), 200);
+    cr_assert_eq(status_of("key=z", NULL), 429);
+    cr_assert_eq(status_of("key=z", NULL), 429);
+    cr_assert_eq(deny_cache_hits(), 1);
+    rl_test_redis_kill(&redis);
+    cr_assert_eq(rl_test_redis_restart(&redis), 0);
+    bool ready = false;
+    for (int i = 0; i < 250 && !ready; i++) { /* reconnect: 50 ms backoff, doubling */
+        struct rl_test_response res;
+        ready = check("key=probe", NULL, &res) == 200 &&
+                rl_test_header(&res, "X-RateLimit-Degraded") == NULL;
+        rl_test_response_free(&res);
+        if (!ready) sleep_ms(20);
+    }
+    cr_assert(ready, "ratelimitd did not reconnect");
+    struct rl_test_response res;
+    cr_assert_eq(check("key=z", NULL, &res), 200, "no cached denial from before the restart");
+    cr_assert_null(rl_test_header(&res, "X-RateLimit-Degraded"));
+    cr_assert_eq(hdr(&res, "X-RateLimit-Remaining"), 1, "a full bucket, charged once");
+    rl_test_response_free(&res);
 }

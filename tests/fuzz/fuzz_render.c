@@ -8,11 +8,13 @@
  * of any bytes (repeated up to 1023 bytes) as the problem "instance"; an error
  * status of 400..504 with any message/path bytes and any retry_after_s.
  * Checks, on every reply: at most RL_REPLY_HEADERS_MAX headers inside hbuf,
- * no header value with a control byte; a body (<= RL_REPLY_BODY, never empty
+ * no header value with a control byte, RateLimit and RateLimit-Policy with
+ * as many members; a body (<= RL_REPLY_BODY, never empty
  * unless 204) that json-c parses strictly (valid UTF-8, whole input); a
  * Retry-After of >= 1 whole seconds equal to the body's retry_after_secs; a
  * denial has its deny_status and Retry-After; a valid request id is echoed in
- * X-Request-ID. */
+ * X-Request-ID; rl_reply_add_header refuses exactly the values with a control
+ * byte. */
 #include "fuzz.h"
 #include "decide.h"
 
@@ -65,6 +67,16 @@ static const char *rl_fuzz_header(const struct rl_reply *r, const char *name)
     return NULL;
 }
 
+/* Occurrences of sub in s (NULL: none). */
+static size_t rl_fuzz_count(const char *s, const char *sub)
+{
+    size_t n = 0;
+
+    while (s != NULL && (s = strstr(s, sub)) != NULL)
+        n++, s++;
+    return n;
+}
+
 /* What every reply must be; returns Retry-After in seconds, or 0 without one. */
 static long long rl_fuzz_check_reply(const struct rl_reply *r)
 {
@@ -81,6 +93,9 @@ static long long rl_fuzz_check_reply(const struct rl_reply *r)
         RL_FUZZ_CHECK(memchr(val, '\0', (size_t)(r->hbuf + r->hlen - val)) != NULL);
         RL_FUZZ_CHECK(!rl_fuzz_outside(val, strlen(val), 0x20, 0xff) && !strchr(val, 0x7f));
     }
+    if ((ra = rl_fuzz_header(r, "RateLimit-Policy")) != NULL) /* one member each */
+        RL_FUZZ_CHECK(rl_fuzz_count(ra, ";q=") ==
+                      rl_fuzz_count(rl_fuzz_header(r, "RateLimit"), ";r="));
     if ((ra = rl_fuzz_header(r, "Retry-After")) != NULL) {
         RL_FUZZ_CHECK(ra[0] >= '1' && ra[0] <= '9' && strspn(ra, "0123456789") == strlen(ra));
         retry = strtoll(ra, NULL, 10);
@@ -221,6 +236,19 @@ static void rl_fuzz_json_cut(struct rl_fuzz_in *in, const char *s)
     RL_FUZZ_CHECK(cap == 0 || (strlen(cut) < cap && strncmp(cut, whole, strlen(cut)) == 0));
 }
 
+/* rl_reply_add_header refuses exactly the values with a control byte. */
+static void rl_fuzz_add_header(const char *v)
+{
+    static struct rl_reply out;
+    int rc;
+
+    memset(&out, 0, sizeof(out));
+    rc = rl_reply_add_header(&out, "X-Request-ID", "%s", v);
+    RL_FUZZ_CHECK(
+        rc == (rl_fuzz_outside(v, strlen(v), 0x20, 0xff) || strchr(v, 0x7f) ? RL_EINVAL : RL_OK));
+    RL_FUZZ_CHECK(out.nheaders == (rc == RL_OK) && (rc != RL_OK || strcmp(out.hbuf, v) == 0));
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     struct rl_fuzz_in in = {data, size};
@@ -232,5 +260,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     rl_fuzz_decision(&in, &req, path);
     rl_fuzz_error(&in, &req, path);
     rl_fuzz_json_cut(&in, req.request_id);
+    rl_fuzz_add_header(req.request_id);
     return 0;
 }

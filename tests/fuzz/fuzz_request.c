@@ -9,8 +9,9 @@
  * Checks: request_id is 1..128 bytes of 0x21-0x7e (on error too) and echoes a
  * valid X-Request-ID; a failure is a 400/404 naming its field; on success the
  * ids, method, path, cost and policy filter are what the input allows, every
- * matched bucket fits its policy, and its key is < RL_KEY_MAX bytes of
- * 0x21-0x7e without '{' or '}', and decodes back to exactly its id. */
+ * matched bucket (and every bucket of rl_policy_for_id) fits its policy, and
+ * its key is < RL_KEY_MAX bytes of 0x21-0x7e without '{' or '}', and decodes
+ * back to exactly its id; the idempotency scope depends on the ids only. */
 #include "fuzz.h"
 #include "decide.h"
 #include "policy.h"
@@ -123,8 +124,9 @@ static void rl_fuzz_check_request(const struct rl_config *c, const struct rl_req
                              : f[F_OMETHOD].len ? &f[F_OMETHOD]
                                                 : &f[F_HMETHOD];
     struct rl_bucket_ref refs[RL_MAX_POLICIES];
+    struct rl_request other;
     struct rl_error err;
-    size_t n = 0;
+    size_t n = 0, k = 0;
 
     /* the method is the whole input value, upper case (a NUL must not cut it) */
     RL_FUZZ_CHECK(strlen(r->method) == m->len && strlen(r->method) < sizeof(r->method));
@@ -143,17 +145,37 @@ static void rl_fuzz_check_request(const struct rl_config *c, const struct rl_req
                                         !rl_fuzz_outside(r->id[s], r->id_len[s], 0x20, 0xff) &&
                                         !memchr(r->id[s], 0x7f, r->id_len[s])));
     RL_FUZZ_CHECK(rl_policy_match(c, r, refs, RL_MAX_POLICIES, &n) == RL_OK);
-    RL_FUZZ_CHECK(n <= c->npolicies);
-    for (size_t i = 0; i < n; i++) {
-        const struct rl_policy *p = refs[i].policy;
+    for (size_t i = 0; i < c->npolicies; i++) { /* exactly those that apply, in order */
+        const struct rl_policy *p = &c->policies[i];
+        const struct rl_bucket_ref *ref = &refs[k];
+        bool applies =
+            r->has_id[p->scope] && (r->policy_mask >> i & 1) &&
+            (!p->match_method || strcmp(p->match_method, r->method) == 0) &&
+            (!p->match_prefix || strncmp(r->path, p->match_prefix, strlen(p->match_prefix)) == 0);
 
-        RL_FUZZ_CHECK(p == &c->policies[refs[i].policy_index] && r->has_id[p->scope]);
-        RL_FUZZ_CHECK(refs[i].id == r->id[p->scope] && refs[i].shadow == p->shadow);
-        RL_FUZZ_CHECK(r->policy_mask >> refs[i].policy_index & 1);
-        RL_FUZZ_CHECK(!p->match_method || strcmp(p->match_method, r->method) == 0);
-        rl_fuzz_check_key(c, &refs[i]);
+        if (!applies) continue;
+        RL_FUZZ_CHECK(k++ < n && ref->policy == p && ref->policy_index == (int)i);
+        RL_FUZZ_CHECK(ref->id == r->id[p->scope] && ref->id_len == r->id_len[p->scope]);
+        RL_FUZZ_CHECK(
+            ref->shadow == p->shadow &&
+            !memcmp(&ref->lim, rl_policy_limit(p, ref->id, ref->id_len), sizeof(ref->lim)));
+        rl_fuzz_check_key(c, ref);
     }
+    RL_FUZZ_CHECK(k == n);
     (void)rl_decide_check_cost(refs, n, r->cost, &err);
+    for (int s = 0; s < RL_SCOPE_COUNT; s++) { /* reads and resets of one id */
+        if (!r->has_id[s]) continue;
+        RL_FUZZ_CHECK(rl_policy_for_id(c, (enum rl_scope)s, r->id[s], r->id_len[s], refs,
+                                       RL_MAX_POLICIES, &n) == RL_OK);
+        for (size_t i = 0; i < n; i++)
+            rl_fuzz_check_key(c, &refs[i]);
+    }
+    for (size_t i = 0; i < c->npolicies; i++)
+        RL_FUZZ_CHECK((unsigned)rl_request_envelope(r, &c->policies[i], c) < RL_ENV_COUNT);
+    /* the Idempotency-Key namespace depends on the identities only */
+    other = *r;
+    other.method[0] ^= 1, other.path[0] ^= 1, other.cost++, other.policy_mask ^= 1;
+    RL_FUZZ_CHECK(rl_request_idem_scope(&other) == rl_request_idem_scope(r));
     (void)rl_request_fingerprint(r);
 }
 

@@ -70,6 +70,12 @@ int rl_scope_from_name(const char *s, size_t len);
 const char *rl_envelope_name(enum rl_envelope e);
 int rl_envelope_from_name(const char *s, size_t len);
 
+/* 64-bit FNV-1a of len bytes, continuing from h (start with RL_FNV_INIT):
+ * picks hash slots and fingerprints requests; not a defence against chosen
+ * collisions, so every user compares the full key as well. */
+#define RL_FNV_INIT UINT64_C(0xcbf29ce484222325)
+uint64_t rl_fnv1a(uint64_t h, const void *p, size_t len);
+
 /* Wall-clock milliseconds (CLOCK_REALTIME) and a monotonic millisecond clock. */
 int64_t rl_now_ms(void);
 int64_t rl_mono_ms(void);

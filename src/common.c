@@ -113,6 +113,17 @@ int rl_envelope_from_name(const char *s, size_t len)
     return rl_name_index(rl_envelope_names, RL_ENV_COUNT, s, len);
 }
 
+uint64_t rl_fnv1a(uint64_t h, const void *p, size_t len)
+{
+    const unsigned char *b = p;
+
+    for (size_t i = 0; i < len; i++) {
+        h ^= b[i];
+        h *= UINT64_C(0x100000001b3);
+    }
+    return h;
+}
+
 int64_t rl_now_ms(void)
 {
     struct timespec ts;

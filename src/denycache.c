@@ -23,18 +23,6 @@ struct rl_denycache {
     struct rl_dc_slot *slots;
 };
 
-/* FNV-1a, 64 bit: only picks the slot; the key itself is compared. */
-static uint64_t rl_dc_hash(const char *key, size_t len)
-{
-    uint64_t h = 0xcbf29ce484222325ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 struct rl_denycache *rl_denycache_new(size_t entries)
 {
     struct rl_denycache *dc;
@@ -71,7 +59,7 @@ static struct rl_dc_slot *rl_dc_lock(struct rl_denycache *dc, const char *key, s
     size_t i;
 
     if (dc == NULL || len == 0 || len > RL_DENYCACHE_KEY_MAX) return NULL;
-    *h = rl_dc_hash(key, len);
+    *h = rl_fnv1a(RL_FNV_INIT, key, len); /* picks the slot; keys are compared */
     i = (size_t)*h & dc->mask;
     pthread_mutex_lock(&dc->locks[i & (RL_DC_STRIPES - 1)]);
     return &dc->slots[i];

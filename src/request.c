@@ -292,18 +292,6 @@ enum rl_envelope rl_request_envelope(const struct rl_request *r, const struct rl
     return e >= 0 && e < RL_ENV_COUNT ? (enum rl_envelope)e : RL_ENV_PROBLEM;
 }
 
-/* FNV-1a, 64 bit. */
-static uint64_t rl_fnv(uint64_t h, const void *p, size_t len)
-{
-    const unsigned char *b = p;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= b[i];
-        h *= 0x100000001b3ULL;
-    }
-    return h;
-}
-
 /* The identities, each with its presence and length (so "ab"+"c" and
  * "a"+"bc" differ). */
 static uint64_t rl_request_hash_ids(uint64_t h, const struct rl_request *r)
@@ -311,29 +299,29 @@ static uint64_t rl_request_hash_ids(uint64_t h, const struct rl_request *r)
     for (int s = 0; s < RL_SCOPE_COUNT; s++) {
         unsigned char has = r->has_id[s], len = r->id_len[s];
 
-        h = rl_fnv(h, &has, 1);
-        h = rl_fnv(h, &len, 1);
-        h = rl_fnv(h, r->id[s], r->id_len[s]);
+        h = rl_fnv1a(h, &has, 1);
+        h = rl_fnv1a(h, &len, 1);
+        h = rl_fnv1a(h, r->id[s], r->id_len[s]);
     }
     return h;
 }
 
 uint64_t rl_request_idem_scope(const struct rl_request *r)
 {
-    return rl_request_hash_ids(0xcbf29ce484222325ULL, r);
+    return rl_request_hash_ids(RL_FNV_INIT, r);
 }
 
 uint64_t rl_request_fingerprint(const struct rl_request *r)
 {
-    uint64_t h = 0xcbf29ce484222325ULL;
+    uint64_t h = RL_FNV_INIT;
     unsigned char sep = 0xff; /* never inside a field: keeps "ab"+"c" from "a"+"bc" */
 
-    h = rl_fnv(h, r->method, strlen(r->method));
-    h = rl_fnv(h, &sep, 1);
-    h = rl_fnv(h, r->path, strlen(r->path));
-    h = rl_fnv(h, &sep, 1);
+    h = rl_fnv1a(h, r->method, strlen(r->method));
+    h = rl_fnv1a(h, &sep, 1);
+    h = rl_fnv1a(h, r->path, strlen(r->path));
+    h = rl_fnv1a(h, &sep, 1);
     h = rl_request_hash_ids(h, r);
-    h = rl_fnv(h, &r->cost, sizeof(r->cost));
-    h = rl_fnv(h, &r->policy_mask, sizeof(r->policy_mask));
+    h = rl_fnv1a(h, &r->cost, sizeof(r->cost));
+    h = rl_fnv1a(h, &r->policy_mask, sizeof(r->policy_mask));
     return h;
 }

@@ -62,16 +62,9 @@ static const struct rl_store_ops rl_mem_ops = {"memory", rl_mem_submit, rl_mem_r
  * The table
  *---------------------------------------------------------------------------*/
 
-/* FNV-1a, 64 bit. */
 static uint64_t rl_mem_hash(const char *key, size_t len)
 {
-    uint64_t h = 1469598103934665603ULL;
-
-    for (size_t i = 0; i < len; i++) {
-        h ^= (unsigned char)key[i];
-        h *= 1099511628211ULL;
-    }
-    return h;
+    return rl_fnv1a(RL_FNV_INIT, key, len);
 }
 
 static struct rl_mem_entry *rl_mem_find(struct rl_store_memory *m, const char *key, size_t len,

@@ -5,6 +5,7 @@
 
 #include "test_http.h"
 #include "test_redis.h"
+#include "test_time.h"
 
 #include <errno.h>
 #include <stdbool.h>
@@ -22,12 +23,6 @@ extern char **environ;
 
 const char *rl_test_binary(void) { return RL_TEST_BINARY; }
 const char *rl_test_source_dir(void) { return RL_TEST_SOURCE_DIR; }
-
-static void rl_test_sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
 
 int rl_test_daemon_write_config(struct rl_test_daemon *d, const char *config_json)
 {

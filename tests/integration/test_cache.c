@@ -9,6 +9,7 @@
 #include "test_http.h"
 #include "test_json.h"
 #include "test_redis.h"
+#include "test_time.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -44,20 +45,6 @@ static void up(const char *extra, const char *policies)
              "{%s%s\"redis\":{\"url\":\"%s\",\"timeout_ms\":1000},\"policies\":%s}",
              extra ? extra : "", extra ? "," : "", redis.url, policies);
     cr_assert_eq(rl_test_daemon_start(&d, cfg, redis.url, TOKENS), 0, "start with %s", cfg);
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
 }
 
 /* Script calls Redis has served so far (EVALSHA and EVAL). */
@@ -171,13 +158,13 @@ Test(cache, cached_denial_ends_when_the_token_returns)
 
     up(NULL, "[{\"name\":\"slow\",\"scope\":\"key\",\"limit\":1,\"window\":\"600ms\"}]");
     cr_assert_eq(status_of("key=t", NULL), 200);
-    int64_t t0 = mono_ms();
+    int64_t t0 = rl_test_mono_ms();
     cr_assert_eq(check("key=t", NULL, &res), 429);
     int64_t token_back = t0 + 600; /* at the latest: 600 ms after the charge */
     rl_test_response_free(&res);
     int denied = 0, allowed_at = -1;
-    while (mono_ms() < t0 + 2000) {
-        int64_t sent = mono_ms();
+    while (rl_test_mono_ms() < t0 + 2000) {
+        int64_t sent = rl_test_mono_ms();
         int st = status_of("key=t", NULL);
         if (st == 200) {
             allowed_at = (int)(sent - t0);
@@ -187,7 +174,7 @@ Test(cache, cached_denial_ends_when_the_token_returns)
         cr_assert_lt(sent, token_back, "denied %lld ms after the token was back",
                      (long long)(sent - token_back));
         denied++;
-        sleep_ms(10);
+        rl_test_sleep_ms(10);
     }
     cr_assert_geq(allowed_at, 0, "never allowed again");
     cr_assert_gt(denied, 3, "the cache answered while the bucket was empty");
@@ -228,7 +215,7 @@ Test(cache, reload_clears_it)
     int st = 429;
     for (int i = 0; i < 100 && st == 429; i++) { /* the reload is asynchronous */
         st = status_of("key=h", NULL);
-        if (st == 429) sleep_ms(20);
+        if (st == 429) rl_test_sleep_ms(20);
     }
     cr_assert_eq(st, 200, "the raised limit applies at once, no cached denial");
 }
@@ -368,7 +355,7 @@ Test(cache, redis_restart_clears_it)
         ready = check("key=probe", NULL, &res) == 200 &&
                 rl_test_header(&res, "X-RateLimit-Degraded") == NULL;
         rl_test_response_free(&res);
-        if (!ready) sleep_ms(20);
+        if (!ready) rl_test_sleep_ms(20);
     }
     cr_assert(ready, "ratelimitd did not reconnect");
     struct rl_test_response res;

@@ -5,6 +5,7 @@
 #include "test_http.h"
 #include "test_json.h"
 #include "test_redis.h"
+#include "test_time.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -40,19 +41,6 @@ static void start(struct rl_test_daemon *d, const char *mode, int timeout_ms, in
     cr_assert_eq(rl_test_daemon_start(d, cfg, NULL, NULL), 0, "ratelimitd did not start");
 }
 
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-    nanosleep(&ts, NULL);
-}
-
 /* GET /v1/check?key=KEY on d; returns the status, fills remaining (-1 if absent). */
 static int check(struct rl_test_daemon *d, const char *key, long *remaining,
                  struct rl_test_response *keep)
@@ -85,7 +73,7 @@ static void wait_recovered(struct rl_test_daemon *d, const char *key)
         rl_test_response_free(&res);
         if (ok)
             return;
-        sleep_ms(50);
+        rl_test_sleep_ms(50);
     }
     cr_assert_fail("not recovered within 5 s");
 }
@@ -100,9 +88,9 @@ Test(faults, redis_killed_open_then_recovered)
     cr_assert_eq(rem, 4);
     rl_test_redis_kill(&redis);
 
-    int64_t t0 = mono_ms();
+    int64_t t0 = rl_test_mono_ms();
     cr_assert_eq(check(&d1, "k", NULL, &res), 200, "open: allowed while Redis is down");
-    cr_assert(mono_ms() - t0 < 1000, "answered quickly");
+    cr_assert(rl_test_mono_ms() - t0 < 1000, "answered quickly");
     cr_assert_str_eq(rl_test_header(&res, "X-RateLimit-Degraded"), "redis-unavailable");
     cr_assert_null(rl_test_header(&res, "X-RateLimit-Remaining"));
     struct json_object *b = json_tokener_parse(res.body);
@@ -175,10 +163,10 @@ Test(faults, slow_redis_answers_within_timeout)
     start(&d1, "open", 50, 100);
     cr_assert_eq(check(&d1, "k", NULL, NULL), 200);
     pthread_create(&th, NULL, redis_sleeper, &p);
-    sleep_ms(100); /* Redis is now asleep */
-    int64_t t0 = mono_ms();
+    rl_test_sleep_ms(100); /* Redis is now asleep */
+    int64_t t0 = rl_test_mono_ms();
     cr_assert_eq(check(&d1, "k", NULL, &res), 200);
-    int64_t took = mono_ms() - t0;
+    int64_t took = rl_test_mono_ms() - t0;
     cr_assert(took < 50 + 250, "answered in %lld ms, timeout 50 ms", (long long)took);
     cr_assert_str_eq(rl_test_header(&res, "X-RateLimit-Degraded"), "redis-timeout");
     rl_test_response_free(&res);
@@ -195,10 +183,10 @@ Test(faults, slow_redis_closed_is_503)
     start(&d1, "closed", 50, 100);
     cr_assert_eq(check(&d1, "k", NULL, NULL), 200);
     pthread_create(&th, NULL, redis_sleeper, &p);
-    sleep_ms(100);
-    int64_t t0 = mono_ms();
+    rl_test_sleep_ms(100);
+    int64_t t0 = rl_test_mono_ms();
     cr_assert_eq(check(&d1, "k", NULL, &res), 503);
-    cr_assert(mono_ms() - t0 < 300);
+    cr_assert(rl_test_mono_ms() - t0 < 300);
     cr_assert_str_eq(rl_test_header(&res, "Retry-After"), "1");
     rl_test_response_free(&res);
     pthread_join(th, NULL);

@@ -6,6 +6,7 @@
 #include "bucket.h"
 #include "store.h"
 #include "test_redis.h"
+#include "test_time.h"
 
 #include <criterion/criterion.h>
 #include <pthread.h>
@@ -170,22 +171,6 @@ static int check_idem(struct rl_store *s, const struct tb *t, const char *key, u
     return st;
 }
 
-static void sleep_ms(int ms)
-{
-    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-    while (nanosleep(&ts, &ts) != 0)
-        ;
-}
-
-static int64_t mono_ms(void)
-{
-    struct timespec ts;
-
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /*-----------------------------------------------------------------------------
  * The two stores
  *---------------------------------------------------------------------------*/
@@ -214,10 +199,10 @@ static struct rl_store *open_memory(void)
 
 static bool wait_ready(struct rl_store *s, int ms)
 {
-    int64_t end = mono_ms() + ms;
+    int64_t end = rl_test_mono_ms() + ms;
 
-    while (!s->ops->ready(s) && mono_ms() < end)
-        sleep_ms(5);
+    while (!s->ops->ready(s) && rl_test_mono_ms() < end)
+        rl_test_sleep_ms(5);
     return s->ops->ready(s);
 }
 
@@ -354,13 +339,13 @@ STORE_TEST(refill_after_waiting)
     cr_assert_not(d.allowed);
     cr_assert(d.out[0].retry_ms > 150 && d.out[0].retry_ms <= 200);
 
-    sleep_ms(300); /* one token back at 200 ms, the next at 400 ms */
+    rl_test_sleep_ms(300); /* one token back at 200 ms, the next at 400 ms */
     d = check(s, &t, 1);
     cr_assert(d.allowed);
     cr_assert_eq(d.out[0].remaining, 0);
     cr_assert_not(check(s, &t, 1).allowed);
 
-    sleep_ms(1100); /* full again */
+    rl_test_sleep_ms(1100); /* full again */
     d = peek(s, &t);
     cr_assert_eq(d.out[0].remaining, 5);
     cr_assert_eq(d.out[0].reset_ms, d.now_ms);
@@ -549,7 +534,7 @@ STORE_TEST(idempotency_record_expires)
     tb_add(&t, "per-key", "k1", 5, 5, 60000, false);
     cr_assert_eq(check_idem(s, &t, "req-1", 1, 200, &d), RL_OK);
     cr_assert_eq(d.out[0].remaining, 4);
-    sleep_ms(350);
+    rl_test_sleep_ms(350);
     cr_assert_eq(check_idem(s, &t, "req-1", 2, 200, &d), RL_OK, "the record is gone");
     cr_assert_not(d.replayed);
     cr_assert_eq(d.out[0].remaining, 3);
@@ -733,7 +718,7 @@ Test(store_redis, keys_expire_when_full)
         check(s, &t, 1);
     pttl = cmd_int("PTTL %s", "rl:per-key:key:k1");
     cr_assert(pttl > 300 && pttl <= 500, "PTTL %lld after the whole burst", pttl);
-    sleep_ms(650);
+    rl_test_sleep_ms(650);
     cr_assert_eq(cmd_int("EXISTS %s", "rl:per-key:key:k1"), 0, "the full bucket's key is gone");
 
     /* a reset deletes; a peek writes nothing */
@@ -888,11 +873,11 @@ Test(store_redis, killed_then_restarted)
     rl_test_redis_kill(&redis);
     for (int i = 0; i < 3; i++) {
         job_init(&j, RL_OP_CHECK, &t, 1);
-        t0 = mono_ms();
+        t0 = rl_test_mono_ms();
         cr_assert_eq(run(s, &j), RL_EUNAVAIL, "try %d: status %d", i, j.result.status);
-        took = mono_ms() - t0;
+        took = rl_test_mono_ms() - t0;
         cr_assert(took < 500, "try %d took %lld ms", i, (long long)took);
-        sleep_ms(20);
+        rl_test_sleep_ms(20);
     }
     cr_assert_not(s->ops->ready(s));
 
@@ -910,12 +895,12 @@ Test(store_redis, nothing_listening_fails_fast)
     struct rl_store *s = open_redis_port(port, 50);
     struct tb t = {.n = 0};
     struct rl_job j;
-    int64_t t0 = mono_ms();
+    int64_t t0 = rl_test_mono_ms();
 
     tb_add(&t, "per-key", "k1", 5, 5, 60000, false);
     job_init(&j, RL_OP_CHECK, &t, 1);
     cr_assert_eq(run(s, &j), RL_EUNAVAIL);
-    cr_assert(mono_ms() - t0 < 500);
+    cr_assert(rl_test_mono_ms() - t0 < 500);
     cr_assert_not(s->ops->ready(s));
     s->ops->close(s);
 }
@@ -942,11 +927,11 @@ Test(store_redis, slow_redis_times_out_then_recovers)
     tb_add(&t2, "per-key", "k2", 5, 5, 60000, false);
     cr_assert_eq(check(s, &t, 1).out[0].remaining, 4);
     pthread_create(&th, NULL, debug_sleep, reply);
-    sleep_ms(100);
+    rl_test_sleep_ms(100);
     job_init(&j, RL_OP_CHECK, &t, 1);
-    t0 = mono_ms();
+    t0 = rl_test_mono_ms();
     cr_assert_eq(run(s, &j), RL_ETIMEDOUT, "status %d", j.result.status);
-    took = mono_ms() - t0;
+    took = rl_test_mono_ms() - t0;
     cr_assert(took >= 45 && took <= 150, "timed out after %lld ms", (long long)took);
     pthread_join(th, NULL);
     cr_assert_str_eq(reply, "OK");
@@ -975,7 +960,7 @@ Test(store_redis, close_finishes_every_job)
     }
     s->ops->close(s);
     cr_assert_eq(group_wait(&g, N, 0), N, "every job answered by the time close returns");
-    sleep_ms(50);
+    rl_test_sleep_ms(50);
     cr_assert_eq(group_wait(&g, N + 1, 0), N, "and only once");
     for (int i = 0; i < N; i++) {
         ok += jobs[i].result.status == RL_OK;
@@ -1009,7 +994,7 @@ Test(store_redis, queue_full_fails_fast)
     cr_assert_not_null(jobs);
     tb_add(&t, "per-key", "k1", 100000, 100000, 2592000000LL, false); /* 30 days */
     pthread_create(&th, NULL, debug_sleep_1s, reply);
-    sleep_ms(100);
+    rl_test_sleep_ms(100);
     for (int i = 0; i < N; i++) {
         job_init(&jobs[i], RL_OP_CHECK, &t, 1);
         jobs[i].done = on_done;
@@ -1090,8 +1075,8 @@ Test(store_redis, wrong_password_is_never_ready)
     cfg.redis_user = "rluser";
     cfg.redis_password = "wrong";
     s = open_redis_cfg(&cfg);
-    end = mono_ms() + 1200; /* two attempts at least (backoff 50, 100 ms) */
-    while (mono_ms() < end)
+    end = rl_test_mono_ms() + 1200; /* two attempts at least (backoff 50, 100 ms) */
+    while (rl_test_mono_ms() < end)
         cr_assert_not(s->ops->ready(s), "ready with a wrong password");
     tb_add(&t, "per-key", "k1", 5, 5, 60000, false);
     job_init(&j, RL_OP_CHECK, &t, 1);

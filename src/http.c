@@ -320,6 +320,12 @@ static bool rl_http_cacheable(const struct rl_conn *c)
     return c->h->deny_cache != NULL && c->req.cost == 1 && c->req.idem_key[0] == '\0';
 }
 
+/* The store key of c->refs[i] into key (RL_KEY_MAX bytes); its length. */
+static size_t rl_http_bucket_key(const struct rl_conn *c, size_t i, char *key)
+{
+    return rl_policy_key(key, RL_KEY_MAX, c->h->store->prefix, &c->refs[i]);
+}
+
 /* Remember every enforced bucket the store found empty for this cost-1
  * check. Times count from the request's arrival, which is earlier than the
  * moment Redis read its clock: an entry can only end early, never late. */
@@ -341,7 +347,7 @@ static void rl_http_remember_denied(struct rl_conn *c)
         hit.token_mono_ms = t0 + o->retry_ms;
         hit.full_mono_ms = t0 + (o->reset_ms - d->now_ms);
         hit.full_unix_ms = o->reset_ms;
-        len = rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]);
+        len = rl_http_bucket_key(c, i, key);
         rl_denycache_put(c->h->deny_cache, key, len, &hit);
     }
 }
@@ -365,7 +371,7 @@ static bool rl_http_deny_cached(struct rl_conn *c)
         size_t len;
 
         if (c->refs[i].shadow) continue;
-        len = rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]);
+        len = rl_http_bucket_key(c, i, key);
         if (!rl_denycache_get(c->h->deny_cache, key, len, now, &hit)) continue;
         if (k == 0) d->now_ms = hit.full_unix_ms - (hit.full_mono_ms - now); /* the store's now */
         c->refs[k] = c->refs[i];
@@ -389,8 +395,7 @@ void rl_http_forget_denied(struct rl_conn *c)
     char key[RL_KEY_MAX];
 
     for (size_t i = 0; c->h->deny_cache != NULL && i < c->nrefs; i++)
-        rl_denycache_forget(c->h->deny_cache, key,
-                            rl_policy_key(key, sizeof(key), c->h->store->prefix, &c->refs[i]));
+        rl_denycache_forget(c->h->deny_cache, key, rl_http_bucket_key(c, i, key));
 }
 
 /* Render the decision in c->job.result and queue it. */

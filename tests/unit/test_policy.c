@@ -5,6 +5,7 @@
  * id's key, nor forms a hash tag). Configs are parsed from JSON; requests are
  * built with rl_request_build, as the HTTP front does. */
 #include "policy.h"
+#include "test_request_fixture.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -43,8 +44,6 @@ static const char keys_json[] =
     "{\"name\": \"ip\", \"scope\": \"caller\", \"limit\": 1, \"window\": \"1s\"},"
     "{\"name\": \"caller\", \"scope\": \"ip\", \"limit\": 1, \"window\": \"1s\"}]}";
 
-static struct rl_config *cfg;
-static struct rl_request_input in;
 static struct rl_request req;
 static struct rl_bucket_ref refs[RL_MAX_POLICIES];
 static size_t n;
@@ -53,30 +52,14 @@ static size_t n;
  * Helpers
  *--------------------------------------------------------------------------*/
 
-static void use_config(const char *json)
-{
-    struct rl_error e = {0};
-
-    rl_config_free(cfg);
-    cfg = NULL;
-    cr_assert_eq(rl_config_parse(json, strlen(json), NULL, &cfg, &e), RL_OK, "%s", e.message);
-}
-
 static void setup(void)
 {
-    memset(&in, 0, sizeof(in));
-    use_config(match_json);
+    rl_tf_setup(match_json);
 }
 
 static void teardown(void)
 {
-    rl_config_free(cfg);
-    cfg = NULL;
-}
-
-static struct rl_raw raw(const char *s)
-{
-    return s == NULL ? (struct rl_raw){NULL, 0} : (struct rl_raw){s, strlen(s)};
+    rl_tf_teardown();
 }
 
 /* The request's ids by scope (NULL: absent), method and path (NULL: absent). */

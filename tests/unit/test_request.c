@@ -4,6 +4,7 @@
  * envelope precedence and the idempotency fingerprint.
  * Configs are parsed from JSON with rl_config_parse, so the tests see real ones. */
 #include "request.h"
+#include "test_request_fixture.h"
 
 #include <criterion/criterion.h>
 #include <stdio.h>
@@ -30,8 +31,6 @@ static const char custom_header_json[] =
     "{\"envelope\": \"typed\", \"identity\": {\"key\": \"X-Tenant-Key\", \"org\": \"X-Team\"}, "
     "" POLICIES "}";
 
-static struct rl_config *cfg;
-static struct rl_request_input in;
 static struct rl_request req;
 static struct rl_error err;
 
@@ -39,32 +38,17 @@ static struct rl_error err;
  * Helpers
  *--------------------------------------------------------------------------*/
 
-static void use_config(const char *json)
-{
-    struct rl_error e = {0};
-
-    rl_config_free(cfg);
-    cfg = NULL;
-    cr_assert_eq(rl_config_parse(json, strlen(json), NULL, &cfg, &e), RL_OK, "%s", e.message);
-}
-
 static void setup(void)
 {
-    memset(&in, 0, sizeof(in));
-    use_config(base_json);
+    rl_tf_setup(base_json);
 }
 
 static void teardown(void)
 {
-    rl_config_free(cfg);
-    cfg = NULL;
+    rl_tf_teardown();
 }
 
-/* A raw value from a C string, or from bytes that may hold NULs. */
-static struct rl_raw raw(const char *s)
-{
-    return (struct rl_raw){s, strlen(s)};
-}
+/* A raw value from bytes that may hold NULs. */
 static struct rl_raw rawn(const char *s, size_t len)
 {
     return (struct rl_raw){s, len};
